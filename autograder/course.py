@@ -1,0 +1,157 @@
+"""The course directory: a standard nbgrader course assembled from the kit's top-level files.
+
+Layout (nbgrader's own): nbgrader_config.py, gradebook.db, source/, release/, submitted/,
+autograded/, feedback/ — so plain `nbgrader` commands keep working on it.
+"""
+import shutil
+from pathlib import Path
+
+from traitlets.config import Config, PyFileConfigLoader
+
+KIT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "backprop"
+NOTEBOOK = "assignment"
+# What a student receives besides the notebook (paths relative to the kit's root).
+STUDENT_FILES = ("helpers.py", "data/mnist_sample.npz")
+
+CONFIG_TEMPLATE = '''\
+# nbgrader configuration of this course, written by `python -m autograder release`.
+# Plain `nbgrader` commands run in this folder use it too.
+import sys
+sys.path.insert(0, {kit!r})  # the kit's preprocessors: autograder.preprocessors, autograder.sandbox
+
+c = get_config()
+c.CourseDirectory.course_id = "backprop"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
+
+# Time limits, set on purpose (nbgrader's default of 30 s a cell kills real notebooks):
+# a cell may take a minute (training on a slow machine), a whole submission five.
+c.Execute.timeout = {cell_timeout}
+c.Execute.startup_timeout = 60
+c.GradingExecute.submission_timeout = {submission_timeout}
+
+# Student code is untrusted: it runs in a bubblewrap sandbox (no network, no view of the course).
+c.GradingExecute.sandbox = {sandbox}
+c.Autograde.autograde_preprocessors = [
+    "autograder.preprocessors.GradingExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# nbgrader scores any stderr in a test cell as a failure; a warning from correct code must not cost points.
+c.IgnorePattern.pattern = r":\\d+: (RuntimeWarning|DeprecationWarning|FutureWarning|PendingDeprecationWarning): "
+c.LimitOutput.max_lines = 200
+
+# Feedback shows each test's name, points and message, never the hidden tests or their tracebacks.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "autograder.preprocessors.RedactTestOutput",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+'''
+
+
+class Course:
+    """Paths of one course directory (default `course/` beside the kit)."""
+
+    def __init__(self, root=None):
+        self.root = Path(root or KIT / "course").resolve()
+
+    @property
+    def config_file(self):
+        return self.root / "nbgrader_config.py"
+
+    @property
+    def gradebook(self):
+        return self.root / "gradebook.db"
+
+    @property
+    def db_url(self):
+        return f"sqlite:///{self.gradebook}"
+
+    @property
+    def source(self):
+        return self.root / "source" / ASSIGNMENT
+
+    @property
+    def release(self):
+        return self.root / "release" / ASSIGNMENT
+
+    def submitted(self, student):
+        return self.root / "submitted" / student / ASSIGNMENT
+
+    def autograded(self, student):
+        return self.root / "autograded" / student / ASSIGNMENT
+
+    def feedback(self, student):
+        return self.root / "feedback" / student / ASSIGNMENT
+
+    def notebook(self, folder):
+        return folder / f"{NOTEBOOK}.ipynb"
+
+    def submitted_students(self):
+        """Students with a submitted notebook, sorted."""
+        base = self.root / "submitted"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if self.notebook(p / ASSIGNMENT).is_file())
+
+    def load_config(self):
+        """The course's nbgrader_config.py as a traitlets Config (empty if not released yet)."""
+        if not self.config_file.is_file():
+            return Config()
+        return PyFileConfigLoader(self.config_file.name, path=str(self.root)).load_config()
+
+    def require_release(self):
+        if not (self.config_file.is_file() and self.gradebook.is_file() and self.source.is_dir()):
+            raise CourseError(f"{self.root} is not a released course: run `python -m autograder release` first")
+
+
+class CourseError(Exception):
+    """A problem the instructor can fix, with a one-line message that says how."""
+
+
+def write_config(course, *, sandbox=True, cell_timeout=60, submission_timeout=300):
+    course.root.mkdir(parents=True, exist_ok=True)
+    course.config_file.write_text(CONFIG_TEMPLATE.format(
+        kit=str(KIT), sandbox=bool(sandbox), cell_timeout=int(cell_timeout),
+        submission_timeout=int(submission_timeout)))
+
+
+def copy_sources(course):
+    """Copy the kit's notebook and student files into source/<assignment>/ (the instructor version)."""
+    if course.source.exists():
+        shutil.rmtree(course.source)
+    course.source.mkdir(parents=True)
+    shutil.copy2(KIT / f"{NOTEBOOK}.ipynb", course.notebook(course.source))
+    for name in STUDENT_FILES:
+        dest = course.source / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(KIT / name, dest)
+
+
+def open_api(course, config=None):
+    """nbgrader's Python API on this course, with its nbgrader_config.py (and overrides) applied."""
+    import logging
+
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    merged = course.load_config()
+    merged.merge(config or Config())
+    merged.CourseDirectory.root = str(course.root)
+    merged.NbGraderAPI.log_level = logging.WARNING
+    coursedir = CourseDirectory(config=merged)
+    return NbGraderAPI(coursedir=coursedir, config=merged)
+
+
+def failure_line(result):
+    """The one line of an nbgrader API result that says why it failed."""
+    text = (result.get("log") or "") + "\n" + (result.get("error") or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("[ERROR]", "[CRITICAL]"))]
+    return (errors or lines or ["unknown nbgrader error"])[-1][:300]

@@ -1,0 +1,79 @@
+"""nbgrader preprocessors of the kit, configured from the course's nbgrader_config.py."""
+import re
+import time
+
+from jupyter_client.manager import AsyncKernelManager
+from nbformat.v4 import new_output
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Bool, Integer
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def is_test_cell(cell):
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+
+
+class GradingExecute(Execute):
+    """nbgrader's Execute, in a sandbox and within a time budget for the whole submission.
+
+    The cell timeout alone lets a notebook of many slow cells run for hours; past the budget the
+    remaining cells are not run and get an error output, so they score 0 like any failure.
+    """
+
+    sandbox = Bool(True, help="Run the kernel in a bubblewrap sandbox (autograder.sandbox)").tag(config=True)
+    submission_timeout = Integer(300, help="Seconds for all cells of one submission").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.sandbox:
+            from .sandbox import SandboxedKernelManager
+            self.kernel_manager_class = SandboxedKernelManager
+        else:
+            self.kernel_manager_class = AsyncKernelManager
+        self._deadline = None
+        self._cell_timeout = self.timeout
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._deadline = time.monotonic() + self.submission_timeout
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            message = f"not run: the submission used up its {self.submission_timeout} s time budget"
+            cell.outputs = [new_output("error", ename="SubmissionTimeout", evalue=message,
+                                       traceback=[f"SubmissionTimeout: {message}"])]
+            return cell, resources
+        self.timeout = max(1, int(min(self._cell_timeout, remaining)))
+        return super().preprocess_cell(cell, resources, index)
+
+
+class RedactTestOutput(NbGraderPreprocessor):
+    """Feedback: a test cell shows its verdict in one line, never hidden-test tracebacks or prints.
+
+    Tracebacks quote the hidden test source, and whatever a test cell printed may include hidden
+    inputs (a student's function can print its arguments), so only the error's message is kept.
+    Runs after ClearHiddenTests, which removes the hidden source itself.
+    """
+
+    max_message = Integer(600, help="Longest failure message kept, in characters").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if not is_test_cell(cell):
+            return cell, resources
+        errors = [out for out in cell.outputs if out.output_type == "error"]
+        stderr = [out for out in cell.outputs if out.output_type == "stream" and out.name == "stderr"]
+        if errors:
+            ename, evalue = errors[0].ename, ANSI.sub("", str(errors[0].evalue))[: self.max_message]
+            cell.outputs = [new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])]
+        elif stderr:
+            first = ANSI.sub("", stderr[0].text).strip().splitlines()[:1]
+            text = "failed: the cell wrote to stderr" + (f" ({first[0][:200]})" if first else "")
+            cell.outputs = [new_output("stream", name="stderr", text=text + "\n")]
+        else:
+            cell.outputs = [new_output("stream", name="stdout", text="passed\n")]
+        return cell, resources
