@@ -1,0 +1,102 @@
+"""The notebook's test cells run outside a kernel: the grader's own process executes them.
+
+Used for grading-validity checks (many seeds in seconds) and by the out-of-kernel verifier, which
+binds the student's functions to proxies into a sandboxed worker (see verify.py).
+"""
+import contextlib
+import io
+import os
+
+import nbformat
+from nbgrader import utils
+
+# The functions students write, in notebook order (CONTRACT.md).
+STUDENT_FUNCTIONS = ("softmax", "one_hot", "softmax_cross_entropy", "relu", "forward",
+                     "loss_and_grad", "predict", "train")
+SEED_VARIABLE = "BACKPROP_GRADER_SEED"
+
+
+def read_notebook(path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def strip_magics(source):
+    """Cell source without IPython-only lines (%magics, !shell), so plain exec() can run it."""
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def test_cells(nb):
+    """[(grade_id, points, source)] of the autograded test cells, in notebook order."""
+    return [(grade_id(c), float(c.metadata["nbgrader"]["points"]), c.source) for c in nb.cells
+            if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)]
+
+
+def solution_cells(nb):
+    """{grade_id: source} of the cells students write code in."""
+    return {grade_id(c): c.source for c in nb.cells if c.cell_type == "code" and utils.is_solution(c)}
+
+
+def setup_source(nb):
+    """The notebook's locked imports cell, runnable by exec()."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and grade_id(cell) == "imports":
+            return strip_magics(cell.source)
+    raise ValueError("the notebook has no cell with grade_id 'imports'")
+
+
+def reference_solutions(source_nb):
+    """{grade_id: code} of the reference solution: solution cells without the nbgrader delimiters."""
+    return {gid: "\n".join(line for line in src.splitlines() if "### BEGIN SOLUTION" not in line
+                           and "### END SOLUTION" not in line)
+            for gid, src in solution_cells(source_nb).items()}
+
+
+@contextlib.contextmanager
+def grader_seed(seed):
+    """Hidden tests draw their inputs from BACKPROP_GRADER_SEED; set it for the duration."""
+    old = os.environ.get(SEED_VARIABLE)
+    os.environ[SEED_VARIABLE] = str(seed)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SEED_VARIABLE, None)
+        else:
+            os.environ[SEED_VARIABLE] = old
+
+
+def run_test_cells(namespace, cells, seed=0):
+    """Execute test cells in order in `namespace`; {grade_id: (passed, message)}.
+
+    A cell passes when it raises nothing. Its prints are captured (the visible tests print a line).
+    """
+    results = {}
+    with grader_seed(seed):
+        for gid, _points, source in cells:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(source, f"<test cell {gid}>", "exec"), namespace)
+            except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even SystemExit
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                results[gid] = (False, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+            else:
+                results[gid] = (True, "")
+    return results
+
+
+def load_namespace(setup, codes):
+    """A fresh namespace with the setup cell run and then each code string exec'd (errors kept)."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(setup, "<imports>", "exec"), namespace)
+    errors = {}
+    for name, code in codes.items():
+        try:
+            exec(compile(code, f"<cell {name}>", "exec"), namespace)
+        except Exception as exc:  # noqa: BLE001
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return namespace, errors
