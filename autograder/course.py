@@ -4,6 +4,7 @@ Layout (nbgrader's own): nbgrader_config.py, gradebook.db, source/, release/, su
 autograded/, feedback/ — so plain `nbgrader` commands keep working on it.
 """
 import shutil
+import warnings
 from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
@@ -13,6 +14,9 @@ ASSIGNMENT = "backprop"
 NOTEBOOK = "assignment"
 # What a student receives besides the notebook (paths relative to the kit's root).
 STUDENT_FILES = ("helpers.py", "data/mnist_sample.npz")
+
+# nbgrader's gradebook trips this SQLAlchemy warning on every re-grade; it is noise to a TA.
+warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session")
 
 CONFIG_TEMPLATE = '''\
 # nbgrader configuration of this course, written by `python -m autograder release`.

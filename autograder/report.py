@@ -1,0 +1,65 @@
+"""`report`: what a TA would rather look at than read — a grade histogram, the pass rate of each
+test (which concepts the class struggled with), and a short text table."""
+from .course import Course
+from .export import collect_grades
+
+
+def pass_rates(cells, records):
+    """{grade_id: fraction of graded students with full points} for autograded cells."""
+    graded = [r for r in records.values() if r["cells"]]
+    rates = {}
+    for gid, points, kind in cells:
+        if kind == "auto" and graded:
+            rates[gid] = sum(r["cells"][gid]["score"] >= points for r in graded) / len(graded)
+    return rates
+
+
+def table(cells, records):
+    """The text table: one row per student, one column per autograded test (points earned)."""
+    auto = [(gid, points) for gid, points, kind in cells if kind == "auto"]
+    header = ["student", "score"] + [gid.removeprefix("test_") for gid, _ in auto] + ["status"]
+    rows = [header]
+    for record in records.values():
+        score = "-" if record["score"] is None else f"{record['score']:g}/{record['max_score']:g}"
+        marks = [f"{record['cells'][gid]['score']:g}" if record["cells"] else "-" for gid, _ in auto]
+        rows.append([record["student_id"], score] + marks + [record["status"]])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def report(course=None, echo=print):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    course = course or Course()
+    course.require_release()
+    cells, records = collect_grades(course)
+    out = course.root / "reports"
+    out.mkdir(exist_ok=True)
+    scores = [r["score"] for r in records.values() if r["score"] is not None]
+    max_score = sum(points for _, points, _ in cells)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(scores, bins=range(0, int(max_score) + 2), color="#4c72b0", edgecolor="white", align="left")
+    ax.set(xlabel=f"score (of {max_score:g}; manual answers count once graded)", ylabel="students",
+           title=f"Grades: {len(scores)} graded submissions")
+    fig.tight_layout()
+    fig.savefig(out / "grade_histogram.png", dpi=120)
+    plt.close(fig)
+
+    rates = pass_rates(cells, records)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rates) + 1.2))
+    names = list(rates)[::-1]
+    ax.barh(names, [100 * rates[n] for n in names], color=["#c44e52" if rates[n] < 0.5 else "#55a868" for n in names])
+    ax.set(xlim=(0, 100), xlabel="% of students with full points", title="Which tests the class passed")
+    fig.tight_layout()
+    fig.savefig(out / "test_pass_rates.png", dpi=120)
+    plt.close(fig)
+
+    text = table(cells, records)
+    (out / "grades.txt").write_text(text + "\n")
+    echo(text)
+    echo(f"plots: {out / 'grade_histogram.png'}, {out / 'test_pass_rates.png'}")
+    return out
