@@ -1,0 +1,74 @@
+"""`demo`: the whole workflow on a bundled sample class — release, collect (a folder and an LMS
+zip), grade, feedback, export, report — printing the grade table and where every file is."""
+import shutil
+import zipfile
+
+import nbformat
+
+from .collect import collect
+from .course import Course, CourseError
+from .export import export
+from .feedback import feedback
+from .grade import grade
+from .release import release
+from .report import report
+from .testcells import read_notebook
+from .variants import VARIANTS, make_submission
+
+# The sample class: who submitted what (variants.py describes each).
+SAMPLE_CLASS = {
+    "ada": "perfect",
+    "grace": "loss_and_grad_per_row_loop",
+    "alan": "dz_missing_1_over_n",
+    "edsger": "weight_decay_grad_c_not_2c",
+    "barbara": "relu_mask_missing",
+    "donald": "softmax_no_max_shift",
+    "ken": "softmax_hardcoded",
+    "linus": "untouched",
+}
+MARKER = ".autograder-demo"
+
+
+def write_sample_class(course, folder):
+    """Half the class as per-student folders (notebooks renamed, as students do), half as an LMS zip."""
+    source_nb = read_notebook(course.notebook(course.source))
+    release_nb = read_notebook(course.notebook(course.release))
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "folders").mkdir(parents=True)
+    zip_path = folder / "lms_download.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i, (student, variant) in enumerate(SAMPLE_CLASS.items()):
+            text = nbformat.writes(make_submission(release_nb, source_nb, VARIANTS[variant]))
+            if i % 2 == 0:
+                (folder / "folders" / student).mkdir()
+                (folder / "folders" / student / f"{student} backprop.ipynb").write_text(text)
+            else:
+                archive.writestr(f"{student}_12345_backprop.ipynb", text)
+    return folder / "folders", zip_path
+
+
+def demo(course=None, echo=print):
+    course = course or Course()
+    if course.root.exists():
+        if not (course.root / MARKER).exists():
+            raise CourseError(f"{course.root} exists and is not a demo course: pass --course DIR for the demo")
+        shutil.rmtree(course.root)
+    course.root.mkdir(parents=True)
+    (course.root / MARKER).write_text("made by `python -m autograder demo`; safe to delete\n")
+
+    echo("== release"); release(course, echo=echo)
+    folders, zip_path = write_sample_class(course, course.root / "sample_class")
+    echo(f"== collect {folders}"); collect(folders, course, echo=echo)
+    echo(f"== collect {zip_path}"); collect(zip_path, course, echo=echo)
+    from .sandbox import bwrap_available
+    sandbox = bwrap_available()
+    if not sandbox:
+        echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")
+    echo("== grade"); grade(course, sandbox=sandbox, echo=echo)
+    echo("== feedback"); feedback(course, echo=echo)
+    echo("== export"); export(course, echo=echo)
+    echo("== report"); report(course, echo=echo)
+    echo("\nWhat each sample student submitted:")
+    for student, variant in SAMPLE_CLASS.items():
+        echo(f"  {student:8s} {VARIANTS[variant].description}")
+    echo(f"\nCourse: {course.root}  (a standard nbgrader course: `cd {course.root} && nbgrader autograde backprop` works too)")
