@@ -407,13 +407,17 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._sandbox_finalizer = None
 
     def _make_sandbox_dir(self, workdir):
-        d = os.path.realpath(tempfile.mkdtemp(prefix="nbsbx-", dir=_short_tmp_root()))
+        outer = os.path.realpath(tempfile.mkdtemp(prefix="nbsbx-", dir=_short_tmp_root()))
+        # the sockets and connection file (with the message-signing key) live one level down,
+        # under a random name in a directory that only its owner may list
+        d = tempfile.mkdtemp(dir=outer)
         restore_workdir = lambda: None  # noqa: E731
         if _running_as_root():
+            os.chmod(outer, 0o711)
             os.chown(d, self.sandbox_uid, self.sandbox_uid)
             restore_workdir = _grant(workdir, self.sandbox_uid)
         self._sandbox_dir = d
-        self._sandbox_finalizer = weakref.finalize(self, _cleanup_sandbox_dir, d, restore_workdir)
+        self._sandbox_finalizer = weakref.finalize(self, _cleanup_sandbox_dir, outer, restore_workdir)
         self.connection_file = os.path.join(d, "kernel.json")
         self.ip = os.path.join(d, "k")
 
