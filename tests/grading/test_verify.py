@@ -1,0 +1,273 @@
+"""autograder.verify: the out-of-kernel re-verification, and the wire format it talks over.
+
+The reference solution passes every cell (with and without the sandbox), the untouched release
+notebook fails every cell, bug variants get exactly the verdicts the test cells give in-process,
+verdicts are reproducible, and wire.py round-trips what the tests send and rejects the rest.
+"""
+import copy
+import io
+import resource
+import struct
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from autograder import testcells, wire  # noqa: E402
+from autograder.verify import _memory_cap, student_code, verify  # noqa: E402
+
+SOURCE = ROOT / "assignment.ipynb"
+SOURCE_NB = testcells.read_notebook(SOURCE)
+CELLS = testcells.test_cells(SOURCE_NB)
+GRADE_IDS = [gid for gid, _, _ in CELLS]
+
+
+def sandbox_usable():
+    try:
+        from autograder.sandbox import bwrap_available
+    except ImportError:
+        return False
+    return bwrap_available()
+
+
+SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
+    not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here"))]
+
+
+def write_submission(path, overrides=(), added=()):
+    """The source notebook with some solution cells replaced ({grade_id: source}) and code cells
+    appended that the student added (no nbgrader metadata)."""
+    nb = copy.deepcopy(SOURCE_NB)
+    overrides = dict(overrides)
+    for cell in nb.cells:
+        gid = testcells.grade_id(cell)
+        if cell.cell_type == "code" and gid in overrides:
+            cell.source = overrides.pop(gid)
+    assert not overrides, f"no solution cells {sorted(overrides)}"
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in added]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def in_process(overrides, load_errors=()):
+    """{grade_id: (passed, message)} of the test cells run in this process (trusted code only)."""
+    codes = {**testcells.reference_solutions(SOURCE_NB), **overrides}
+    namespace, errors = testcells.load_namespace(testcells.setup_source(SOURCE_NB), codes)
+    assert set(errors) == set(load_errors)
+    return testcells.run_test_cells(namespace, CELLS, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole submissions
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sandbox", SANDBOX_MODES)
+def test_reference_solution_passes_every_cell(tmp_path, sandbox):
+    result = verify(SOURCE, SOURCE, tmp_path / "work", sandbox=sandbox)
+    assert result.cells == {gid: (True, "") for gid in GRADE_IDS}
+    assert result.load_errors == {} and result.notes == []
+
+
+def test_untouched_release_fails_every_cell(released_course, tmp_path):
+    source = released_course.notebook(released_course.source)
+    release = released_course.notebook(released_course.release)
+    result = verify(source, release, tmp_path, sandbox=False)
+    assert set(result.cells) == set(GRADE_IDS)
+    for gid, (passed, message) in result.cells.items():
+        assert not passed and message.startswith("NotImplementedError"), (gid, message)
+
+
+BUGS = {
+    "dz_missing_1_over_n": {"softmax_cross_entropy": """
+def softmax_cross_entropy(Z, y):
+    n, k = Z.shape
+    shifted = Z - np.max(Z, axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return float(-np.mean(log_probs[np.arange(n), y])), np.exp(log_probs) - one_hot(y, k)
+"""},
+    "relu_mask_missing": {"loss_and_grad": """
+def loss_and_grad(X, y, params, weight_decay=0.0):
+    W1, W2 = params["W1"], params["W2"]
+    Z2, (X, Z1, A1) = forward(X, params)
+    loss, dZ2 = softmax_cross_entropy(Z2, y)
+    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    dZ1 = dZ2 @ W2.T
+    return loss, {"W1": X.T @ dZ1 + 2 * weight_decay * W1, "b1": dZ1.sum(axis=0),
+                  "W2": A1.T @ dZ2 + 2 * weight_decay * W2, "b2": dZ2.sum(axis=0)}
+"""},
+    "weight_decay_c_W": {"loss_and_grad": """
+def loss_and_grad(X, y, params, weight_decay=0.0):
+    W1, W2 = params["W1"], params["W2"]
+    Z2, (X, Z1, A1) = forward(X, params)
+    loss, dZ2 = softmax_cross_entropy(Z2, y)
+    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    dZ1 = (dZ2 @ W2.T) * (Z1 > 0)
+    return loss, {"W1": X.T @ dZ1 + weight_decay * W1, "b1": dZ1.sum(axis=0),
+                  "W2": A1.T @ dZ2 + weight_decay * W2, "b2": dZ2.sum(axis=0)}
+"""},
+    # In-place changes of inputs: seen out of the kernel because the worker reports them and the
+    # grader mirrors them onto its own arrays and dicts.
+    "softmax_in_place": {"softmax": """
+def softmax(Z):
+    Z -= np.max(Z, axis=-1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= np.sum(Z, axis=-1, keepdims=True)
+    return Z
+"""},
+    "sgd_step_inside_loss_and_grad": {"loss_and_grad": """
+def loss_and_grad(X, y, params, weight_decay=0.0):
+    W1, W2 = params["W1"], params["W2"]
+    Z2, (X, Z1, A1) = forward(X, params)
+    loss, dZ2 = softmax_cross_entropy(Z2, y)
+    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    dZ1 = (dZ2 @ W2.T) * (Z1 > 0)
+    grads = {"W1": X.T @ dZ1 + 2 * weight_decay * W1, "b1": dZ1.sum(axis=0),
+             "W2": A1.T @ dZ2 + 2 * weight_decay * W2, "b2": dZ2.sum(axis=0)}
+    for name in params:
+        params[name] -= 0.1 * grads[name]
+    return loss, grads
+"""},
+}
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_bug_variants_get_the_in_process_verdicts(tmp_path, bug):
+    submission = write_submission(tmp_path / "submission.ipynb", BUGS[bug])
+    expected = in_process(BUGS[bug])
+    assert not all(passed for passed, _ in expected.values())
+    assert verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells == expected
+
+
+def test_same_seed_same_verdicts(tmp_path):
+    submission = write_submission(tmp_path / "submission.ipynb", BUGS["relu_mask_missing"])
+    runs = [verify(SOURCE, submission, tmp_path / "work", sandbox=False, seed=7).cells for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert not runs[0]["test_gradients"][0]
+
+
+def test_unreadable_submission_fails_every_cell(tmp_path):
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ this is not a notebook")
+    result = verify(SOURCE, broken, tmp_path / "work", sandbox=False)
+    assert set(result.cells) == set(GRADE_IDS)
+    assert all(not passed and "could not be read" in message for passed, message in result.cells.values())
+
+
+def test_student_code_is_solution_cells_and_added_cells(tmp_path):
+    path = write_submission(tmp_path / "s.ipynb", {"relu": "%time\nrelu = abs"}, added=["!ls\nx = 1"])
+    nb = testcells.read_notebook(path)
+    nb.cells[1].source = "import os; os._exit(1)"  # the locked imports cell, edited: ignored
+    code = student_code(SOURCE_NB, nb)
+    labels = [label for label, _ in code]
+    assert labels == [gid for gid in testcells.solution_cells(SOURCE_NB)] + [f"cell {len(nb.cells) - 1}"]
+    assert dict(code)["relu"] == "relu = abs" and code[-1][1] == "x = 1"
+
+
+def test_load_errors_are_reported_and_the_rest_still_runs(tmp_path):
+    broken = {"relu": "def relu(X):\n    return X +"}
+    submission = write_submission(tmp_path / "submission.ipynb", broken, added=["raise ValueError('scratch work')"])
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False)
+    assert result.load_errors["relu"].startswith("SyntaxError")
+    assert result.load_errors[f"cell {len(SOURCE_NB.cells)}"] == "ValueError: scratch work"
+    assert result.cells == in_process(broken, load_errors={"relu"})
+    assert result.cells["test_relu"] == (False, "NameError: name 'relu' is not defined")
+    assert result.cells["test_softmax"] == (True, "")
+
+
+def test_total_timeout_bounds_the_verification(tmp_path):
+    hang = "\n    while True:\n        pass\n"
+    overrides = {"softmax": "def softmax(Z):" + hang, "one_hot": "def one_hot(y, k):" + hang,
+                 "softmax_cross_entropy": "def softmax_cross_entropy(Z, y):" + hang}
+    submission = write_submission(tmp_path / "submission.ipynb", overrides)
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, call_timeout=1, total_timeout=2.5)
+    assert result.seconds < 5
+    assert not any(passed for passed, _ in result.cells.values())
+    assert result.cells["test_predict"] == (False, "not run: verification time limit of 2.5 s reached")
+
+
+def test_memory_cap_limits_allocations_in_the_grader():
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(MemoryError):
+        with _memory_cap(1 << 30):
+            np.empty((3 << 30) // 8)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# wire
+# ---------------------------------------------------------------------------------------------
+
+def roundtrip(value):
+    stream = io.BytesIO()
+    wire.send(stream, value)
+    stream.seek(0)
+    return wire.receive(stream)
+
+
+def test_wire_round_trips_nested_values():
+    value = {"op": "call", "args": [np.arange(6.0).reshape(2, 3), (1, 2.5, None, True, "s"),
+                                    {"W1": np.asfortranarray(np.ones((3, 2))), "b1": np.zeros(0)}],
+             "scalars": (np.float64(0.1), np.int64(-3), np.float32(1.5), np.bool_(True), np.complex128(1j)),
+             "nan": float("nan"), "big": 2 ** 70, "empty": {}}
+    for _ in range(2):  # the second time through the header caches
+        back = roundtrip(value)
+        assert back.keys() == value.keys()
+        a, t, d = back["args"]
+        assert a.dtype == np.float64 and np.array_equal(a, value["args"][0]) and a.flags.writeable
+        assert t == (1, 2.5, None, True, "s") and isinstance(t, tuple)
+        assert np.array_equal(d["W1"], np.ones((3, 2))) and d["b1"].shape == (0,)
+        assert [type(x) for x in back["scalars"]] == [np.float64, np.int64, np.float32, np.bool_, np.complex128]
+        assert back["scalars"][0] == 0.1 and np.isnan(back["nan"]) and back["big"] == 2 ** 70
+        assert back["empty"] == {}
+
+
+@pytest.mark.parametrize("value", [np.array([1, None], dtype=object), np.array(["text"]), {1: "int key"},
+                                   object(), [lambda: 0], np.datetime64(1, "D")])
+def test_wire_rejects_what_it_cannot_send(value):
+    with pytest.raises(wire.WireError):
+        wire.encode(value)
+
+
+def test_wire_rejects_deep_nesting_and_oversized_frames(monkeypatch):
+    deep = []
+    for _ in range(wire.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(wire.WireError):
+        wire.encode(deep)
+    monkeypatch.setattr(wire, "MAX_FRAME", 1 << 16)
+    with pytest.raises(wire.WireError, match="exceed"):
+        wire.encode(np.zeros(1 << 14))
+    # a frame announcing more than the limit is refused before anything is read
+    stream = io.BytesIO(struct.pack(">Q", (1 << 16) + 1) + b"x" * 100)
+    with pytest.raises(wire.WireError, match="exceeds"):
+        wire.receive(stream)
+
+
+def test_wire_rejects_malformed_frames():
+    good = wire.encode({"a": np.arange(3)})
+    payload = good[8:]
+    hlen = struct.unpack(">I", payload[:4])[0]
+    npy = payload[4 + hlen:]
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    bad = [
+        b"",                                                  # no header length
+        payload[:4] + b"{not json" + npy,                     # header is not JSON
+        payload[:-1],                                         # truncated array
+        payload + b"extra",                                   # trailing bytes
+        payload.replace(b'"t":"array"', b'"t":"bogus"'),      # unknown tag
+        payload[:4 + hlen] + b"PK\x03\x04" + npy[4:],         # not a .npy blob (a zip)
+    ]
+    header = b'{"v":{"t":"array","i":0},"a":[%d]}' % len(pickled.getvalue())
+    bad.append(struct.pack(">I", len(header)) + header + pickled.getvalue())  # object array: never unpickled
+    for payload_bad in bad:
+        with pytest.raises(wire.WireError):
+            wire.decode(payload_bad)
+    with pytest.raises(wire.WireClosed):
+        wire.receive(io.BytesIO(good[:20]))

@@ -1,0 +1,169 @@
+"""Submissions that tamper with the grading, against autograder.verify.
+
+Each case is the reference solution with some solution cells replaced: wrong code plus an attempt
+to forge passing verdicts (patching numpy, helpers or builtins, faking the grader's kit) or to
+break the verifier (garbage on the protocol, dying, hanging, unsendable or huge results). The
+verifier runs the tests in its own process, so the wrong cells get 0 and every honest cell passes.
+"""
+import copy
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from autograder import testcells  # noqa: E402
+from autograder.verify import verify  # noqa: E402
+
+SOURCE = ROOT / "assignment.ipynb"
+SOURCE_NB = testcells.read_notebook(SOURCE)
+GRADE_IDS = {gid for gid, _, _ in testcells.test_cells(SOURCE_NB)}
+REFERENCE = testcells.reference_solutions(SOURCE_NB)
+CALL_TIMEOUT = 2
+
+
+def sandbox_usable():
+    try:
+        from autograder.sandbox import bwrap_available
+    except ImportError:
+        return False
+    return bwrap_available()
+
+
+SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
+    not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here"))]
+
+
+def with_reference(gid, before="", after="", replace=()):
+    """The reference solution of a cell, with lines put before/after it and text replaced."""
+    src = REFERENCE[gid]
+    for old, new in replace:
+        assert old in src, (gid, old)
+        src = src.replace(old, new)
+    return f"{before}\n{src}\n{after}"
+
+
+BUG_WEIGHT_DECAY = [("2 * weight_decay * W1", "weight_decay * W1"), ("2 * weight_decay * W2", "weight_decay * W2")]
+FAKE_KIT = """
+import contextlib
+_REFERENCE = {name: globals()[name] for name in ("softmax", "one_hot", "softmax_cross_entropy", "relu",
+                                                 "forward", "loss_and_grad", "predict")}
+def _using_reference(*names):
+    return contextlib.nullcontext()
+def _ref_forward(X, P):
+    return forward(X, P)
+"""
+PROTOCOL_GARBAGE = """
+import os
+def _spray():
+    for fd in range(3, 64):
+        try:
+            os.write(fd, b"\\xff" * 64 + b"not a frame")
+        except OSError:
+            pass
+"""
+
+# (name, {solution grade_id or "added": source}, test cells that must fail, part of a note or "": no notes)
+CASES = [
+    ("numpy_allclose_patched",
+     {"loss_and_grad": with_reference("loss_and_grad", "np.allclose = lambda *a, **k: True\n"
+                                      "np.testing.assert_allclose = lambda *a, **k: None", replace=BUG_WEIGHT_DECAY)},
+     {"test_weight_decay"}, ""),
+    ("helpers_assertions_disabled",
+     {"softmax_cross_entropy": with_reference("softmax_cross_entropy", """
+import helpers
+helpers.assert_close = helpers.assert_gradient_close = helpers.assert_unchanged = lambda *a, **k: None
+assert_close = assert_gradient_close = assert_unchanged = lambda *a, **k: None
+""", replace=[("/ n", "")])},
+     {"test_sce_grad", "test_gradients"}, ""),
+    ("builtins_assertion_error_patched",
+     {"one_hot": with_reference("one_hot", """
+import builtins
+class AssertionError(Warning):
+    pass
+builtins.AssertionError = AssertionError
+""", replace=[("np.zeros((len(y), k))", "np.zeros((len(y), k), dtype=int)")])},
+     {"test_one_hot"}, ""),
+    ("fake_grader_kit",
+     {"predict": with_reference("predict", replace=[("np.argmax", "np.argmin")]), "added": FAKE_KIT},
+     {"test_predict"}, ""),
+    ("garbage_on_stdout",
+     {"relu": with_reference("relu", after="""
+import os, sys
+_relu = relu
+def relu(X):
+    os.write(1, b"\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x10garbage on fd 1")
+    sys.__stdout__.write("garbage on sys.__stdout__"); sys.__stdout__.flush()
+    print("and a print")
+    return _relu(X)
+""")},
+     set(), ""),
+    ("garbage_on_the_protocol_fd",
+     {"relu": with_reference("relu", before=PROTOCOL_GARBAGE,
+                             replace=[("return np.maximum", "if np.ndim(X) == 3: _spray()\n    return np.maximum")])},
+     {"test_relu"}, "worker sent garbage while running relu() (frame of"),
+    ("os_exit_in_a_call",
+     {"loss_and_grad": with_reference("loss_and_grad", "import os",
+                                      replace=[('W1, W2 = params["W1"]', 'if weight_decay: os._exit(0)\n    W1, W2 = params["W1"]')])},
+     {"test_loss_value", "test_weight_decay", "test_train"},
+     "worker died while running loss_and_grad() (exit code 0) during test_loss_value; restarted"),
+    ("infinite_loop_in_softmax",  # only for the hidden test's input: the visible tests pass first
+     {"softmax": with_reference("softmax", replace=[("shifted = Z", "while np.shape(Z) == (7, 5): pass\n    shifted = Z")])},
+     {"test_softmax"},
+     f"worker did not answer within {CALL_TIMEOUT} s while running softmax() during test_softmax; restarted"),
+    ("object_dtype_result",
+     {"relu": with_reference("relu", replace=[("return np.maximum(X, 0.0)",
+                                               "R = np.maximum(X, 0.0)\n"
+                                               "    return R.astype(object) if R.ndim == 3 else R")])},
+     {"test_relu"}, ""),
+    ("huge_result",
+     {"predict": with_reference("predict", replace=[("return np.argmax(Z2, axis=1)",
+                                                     "return np.zeros(40_000_000, dtype=np.int64)")])},
+     {"test_predict"}, ""),
+    ("hangs_while_loading",  # a cell the student added never finishes: retried without it
+     {"added": "while True:\n    pass"},
+     set(), "while loading the submission; retrying without the cells the student added"),
+]
+
+
+def write_submission(path, overrides):
+    nb = copy.deepcopy(SOURCE_NB)
+    overrides = dict(overrides)
+    added = overrides.pop("added", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and testcells.grade_id(cell) in overrides:
+            cell.source = overrides.pop(testcells.grade_id(cell))
+    assert not overrides
+    if added:
+        nb.cells.append(nbformat.v4.new_code_cell(added))
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize("sandbox", SANDBOX_MODES)
+@pytest.mark.parametrize("name, overrides, must_fail, note", CASES, ids=[case[0] for case in CASES])
+def test_tampering_gains_nothing(tmp_path, sandbox, name, overrides, must_fail, note):
+    submission = write_submission(tmp_path / "submission.ipynb", overrides)
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=sandbox, call_timeout=CALL_TIMEOUT)
+    failed = {gid for gid, (passed, _) in result.cells.items() if not passed}
+    assert set(result.cells) == GRADE_IDS
+    assert failed == must_fail, {gid: result.cells[gid][1] for gid in failed ^ must_fail}
+    if note:
+        assert any(note in line for line in result.notes), result.notes
+    else:
+        assert result.notes == []
+
+
+@pytest.mark.skipif(not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here")
+def test_sandboxed_worker_sees_nothing_of_the_kit(tmp_path):
+    """A relu that is right only when it can read the source notebook (the hidden tests)."""
+    probe = with_reference("relu", "import os", replace=[(
+        "return np.maximum(X, 0.0)",
+        f"return np.maximum(X, 0.0) * (2.0 if os.path.exists({str(SOURCE)!r}) else 1.0)")])
+    submission = write_submission(tmp_path / "submission.ipynb", {"relu": probe})
+    assert verify(SOURCE, submission, tmp_path / "work", sandbox=True).cells["test_relu"] == (True, "")
+    assert verify(SOURCE, submission, tmp_path / "work2", sandbox=False).cells["test_relu"][0] is False
