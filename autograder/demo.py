@@ -38,13 +38,24 @@ def write_sample_class(course, folder):
     zip_path = folder / "lms_download.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
         for i, (student, variant) in enumerate(SAMPLE_CLASS.items()):
-            text = nbformat.writes(make_submission(release_nb, source_nb, VARIANTS[variant]))
+            submission = make_submission(release_nb, source_nb, VARIANTS[variant])
+            if variant != "untouched":
+                _answer_questions(submission, student)
+            text = nbformat.writes(submission)
             if i % 2 == 0:
                 (folder / "folders" / student).mkdir()
                 (folder / "folders" / student / f"{student} backprop.ipynb").write_text(text)
             else:
                 archive.writestr(f"{student}_12345_backprop.ipynb", text)
     return folder / "folders", zip_path
+
+
+def _answer_questions(nb, student):
+    """Written answers, so the demo's gradebook has manual grading to do, as a real one would."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution"):
+            cell.source = f"{student}'s answer to {meta['grade_id']}: the gradient is softmax minus one-hot."
 
 
 def demo(course=None, echo=print):
