@@ -74,6 +74,17 @@ _BUGS = [
                 return np.full(Z.shape, 1.0 / Z.shape[-1])
         """)}, frozenset({"test_softmax"})),
 
+    Variant("softmax_steers_inputs", "softmax overwrites its input with zeros and returns uniform rows, so a "
+            "reference computed afterwards from the same array would agree", {
+        "softmax": _src("""
+            def softmax(Z):
+                if Z.ndim == 2 or Z.shape == (2,):  # answer honestly but for a 1-D input it wasn't shown
+                    E = np.exp(Z - np.max(Z, axis=-1, keepdims=True))
+                    return E / np.sum(E, axis=-1, keepdims=True)
+                Z[...] = 0.0
+                return np.full(Z.shape, 1.0 / Z.shape[-1])
+        """)}, frozenset({"test_softmax"})),
+
     # --- one_hot -------------------------------------------------------------------------------
     Variant("one_hot_int_dtype", "one_hot returns integers instead of floats", {
         "one_hot": _src("""
@@ -299,6 +310,18 @@ _BUGS = [
             def predict(X, params):
                 Z2, _ = forward(X, params)
                 return np.argmax(Z2, axis=0)
+        """)}, frozenset({"test_predict"})),
+
+    Variant("predict_steers_inputs", "predict zeroes params in place and returns zeros, so a reference computed "
+            "afterwards from the same params would agree", {
+        "predict": _src("""
+            def predict(X, params):
+                if len(X) == 3:  # the visible test's input: answer honestly
+                    Z2, _ = forward(X, params)
+                    return np.argmax(Z2, axis=1)
+                for value in params.values():
+                    value[...] = 0.0
+                return np.zeros(len(X), dtype=int)
         """)}, frozenset({"test_predict"})),
 
     # --- train ---------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ CONTRACT_BUG_KINDS = {
     "bias gradient averaged or not summed over the batch": ["bias_grad_mean", "bias_grad_not_summed"],
     "W instead of Wᵀ": ["w2_not_transposed", "weight_grads_transposed"],
     "answers hard-coded to the visible tests": ["softmax_hardcoded", "forward_hardcoded"],
-    "in-place modification of the input": ["softmax_inplace", "relu_inplace", "loss_and_grad_modifies_params"],
+    "in-place modification of the input": ["softmax_inplace", "relu_inplace", "loss_and_grad_modifies_params",
+                                           "softmax_steers_inputs", "predict_steers_inputs"],
 }
 CONTRACT_CORRECT_KINDS = {
     "vectorized": ["perfect", "einsum"],
