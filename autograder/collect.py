@@ -123,7 +123,8 @@ def _collect_candidates(course, candidates, skipped):
             others = ", ".join(c.name for c in notebooks if c is not chosen)
             lines[student] += f" (also found {others}: took {chosen.name})"
     if skipped:
-        lines["(other files)"] = f"{len(skipped)} non-notebook files ignored, e.g. {skipped[0]}"
+        lines["(other files)"] = (f"{len(skipped)} other files ignored (not notebooks, checkpoints or macOS "
+                                  f"metadata), e.g. {skipped[0]}")
     return lines
 
 

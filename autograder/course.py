@@ -149,6 +149,8 @@ def open_api(course, config=None):
     merged.merge(config or Config())
     merged.CourseDirectory.root = str(course.root)
     merged.NbGraderAPI.log_level = logging.WARNING
+    if "root" not in merged.Exchange:  # nbgrader's default exchange is a system folder it cannot write
+        merged.Exchange.root = str(course.root / "exchange")
     coursedir = CourseDirectory(config=merged)
     return NbGraderAPI(coursedir=coursedir, config=merged)
 
