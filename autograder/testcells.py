@@ -35,6 +35,9 @@ def test_cells(nb):
             if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)]
 
 
+test_cells.__test__ = False  # not a pytest test, though test modules import it
+
+
 def solution_cells(nb):
     """{grade_id: source} of the cells students write code in."""
     return {grade_id(c): c.source for c in nb.cells if c.cell_type == "code" and utils.is_solution(c)}
