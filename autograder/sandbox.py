@@ -480,28 +480,3 @@ def _cleanup_sandbox_dir(path, restore_workdir):
         restore_workdir()
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _make_sandboxed_execute():
-    from nbgrader.preprocessors import Execute  # slow to import (~3 s): only when needed
-
-    class SandboxedExecute(Execute):
-        """nbgrader's Execute preprocessor with the kernel in the sandbox (SandboxedKernelManager)."""
-
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
-            super().__init__(*args, **kwargs)
-
-    SandboxedExecute.__module__ = __name__
-    SandboxedExecute.__qualname__ = "SandboxedExecute"
-    return SandboxedExecute
-
-
-def __getattr__(name):
-    # SandboxedExecute is created on first use, so that importing this module for sandbox_argv
-    # (e.g. in a verifier process) does not pay for importing nbgrader.
-    if name == "SandboxedExecute":
-        cls = _make_sandboxed_execute()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
