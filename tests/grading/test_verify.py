@@ -20,7 +20,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from autograder import testcells, wire  # noqa: E402
+from autograder.variants import VARIANTS  # noqa: E402
 from autograder.verify import _memory_cap, student_code, verify  # noqa: E402
+from conftest import sandbox_ok  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)
@@ -28,16 +30,8 @@ CELLS = testcells.test_cells(SOURCE_NB)
 GRADE_IDS = [gid for gid, _, _ in CELLS]
 
 
-def sandbox_usable():
-    try:
-        from autograder.sandbox import bwrap_available
-    except ImportError:
-        return False
-    return bwrap_available()
-
-
 SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here"))]
+    not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here"))]
 
 
 def write_submission(path, overrides=(), added=()):
@@ -83,57 +77,11 @@ def test_untouched_release_fails_every_cell(released_course, tmp_path):
         assert not passed and message.startswith("NotImplementedError"), (gid, message)
 
 
-BUGS = {
-    "dz_missing_1_over_n": {"softmax_cross_entropy": """
-def softmax_cross_entropy(Z, y):
-    n, k = Z.shape
-    shifted = Z - np.max(Z, axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    return float(-np.mean(log_probs[np.arange(n), y])), np.exp(log_probs) - one_hot(y, k)
-"""},
-    "relu_mask_missing": {"loss_and_grad": """
-def loss_and_grad(X, y, params, weight_decay=0.0):
-    W1, W2 = params["W1"], params["W2"]
-    Z2, (X, Z1, A1) = forward(X, params)
-    loss, dZ2 = softmax_cross_entropy(Z2, y)
-    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
-    dZ1 = dZ2 @ W2.T
-    return loss, {"W1": X.T @ dZ1 + 2 * weight_decay * W1, "b1": dZ1.sum(axis=0),
-                  "W2": A1.T @ dZ2 + 2 * weight_decay * W2, "b2": dZ2.sum(axis=0)}
-"""},
-    "weight_decay_c_W": {"loss_and_grad": """
-def loss_and_grad(X, y, params, weight_decay=0.0):
-    W1, W2 = params["W1"], params["W2"]
-    Z2, (X, Z1, A1) = forward(X, params)
-    loss, dZ2 = softmax_cross_entropy(Z2, y)
-    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
-    dZ1 = (dZ2 @ W2.T) * (Z1 > 0)
-    return loss, {"W1": X.T @ dZ1 + weight_decay * W1, "b1": dZ1.sum(axis=0),
-                  "W2": A1.T @ dZ2 + weight_decay * W2, "b2": dZ2.sum(axis=0)}
-"""},
-    # In-place changes of inputs: seen out of the kernel because the worker reports them and the
-    # grader mirrors them onto its own arrays and dicts.
-    "softmax_in_place": {"softmax": """
-def softmax(Z):
-    Z -= np.max(Z, axis=-1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= np.sum(Z, axis=-1, keepdims=True)
-    return Z
-"""},
-    "sgd_step_inside_loss_and_grad": {"loss_and_grad": """
-def loss_and_grad(X, y, params, weight_decay=0.0):
-    W1, W2 = params["W1"], params["W2"]
-    Z2, (X, Z1, A1) = forward(X, params)
-    loss, dZ2 = softmax_cross_entropy(Z2, y)
-    loss += weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2))
-    dZ1 = (dZ2 @ W2.T) * (Z1 > 0)
-    grads = {"W1": X.T @ dZ1 + 2 * weight_decay * W1, "b1": dZ1.sum(axis=0),
-             "W2": A1.T @ dZ2 + 2 * weight_decay * W2, "b2": dZ2.sum(axis=0)}
-    for name in params:
-        params[name] -= 0.1 * grads[name]
-    return loss, grads
-"""},
-}
+# Bugs from the mutation catalogue; the in-place ones are seen out of the kernel because the worker
+# reports changed arguments and the grader mirrors them onto its own arrays and dicts.
+BUGS = {name: VARIANTS[name].code for name in (
+    "dz_missing_1_over_n", "relu_mask_missing", "weight_decay_grad_c_not_2c", "softmax_inplace",
+    "loss_and_grad_modifies_params")}
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
@@ -141,7 +89,10 @@ def test_bug_variants_get_the_in_process_verdicts(tmp_path, bug):
     submission = write_submission(tmp_path / "submission.ipynb", BUGS[bug])
     expected = in_process(BUGS[bug])
     assert not all(passed for passed, _ in expected.values())
-    assert verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells == expected
+    cells = verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells
+    assert {gid: passed for gid, (passed, _) in cells.items()} == {gid: p for gid, (p, _) in expected.items()}
+    if bug != "loss_and_grad_modifies_params":  # its grads alias params in-process, not over the wire,
+        assert cells == expected                # so a later call changes earlier results only there
 
 
 def test_same_seed_same_verdicts(tmp_path):

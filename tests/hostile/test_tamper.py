@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from autograder import testcells  # noqa: E402
 from autograder.verify import verify  # noqa: E402
+from conftest import sandbox_ok  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)
@@ -26,16 +27,8 @@ REFERENCE = testcells.reference_solutions(SOURCE_NB)
 CALL_TIMEOUT = 2
 
 
-def sandbox_usable():
-    try:
-        from autograder.sandbox import bwrap_available
-    except ImportError:
-        return False
-    return bwrap_available()
-
-
 SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here"))]
+    not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here"))]
 
 
 def with_reference(gid, before="", after="", replace=()):
@@ -158,7 +151,7 @@ def test_tampering_gains_nothing(tmp_path, sandbox, name, overrides, must_fail, 
         assert result.notes == []
 
 
-@pytest.mark.skipif(not sandbox_usable(), reason="autograder.sandbox missing or bwrap unusable here")
+@pytest.mark.skipif(not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here")
 def test_sandboxed_worker_sees_nothing_of_the_kit(tmp_path):
     """A relu that is right only when it can read the source notebook (the hidden tests)."""
     probe = with_reference("relu", "import os", replace=[(
