@@ -3,6 +3,7 @@
 Layout (nbgrader's own): nbgrader_config.py, gradebook.db, source/, release/, submitted/,
 autograded/, feedback/ — so plain `nbgrader` commands keep working on it.
 """
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -155,9 +156,16 @@ def open_api(course, config=None):
     return NbGraderAPI(coursedir=coursedir, config=merged)
 
 
+# nbgrader's own closing lines say nothing about the cause.
+GENERIC = ("Please see the the above traceback", "Please see the above traceback", "There was an error processing")
+
+
 def failure_line(result):
-    """The one line of an nbgrader API result that says why it failed."""
-    text = (result.get("log") or "") + "\n" + (result.get("error") or "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(("[ERROR]", "[CRITICAL]"))]
-    return (errors or lines or ["unknown nbgrader error"])[-1][:300]
+    """The one line of an nbgrader API result that says why it failed: the exception at the end
+    of the traceback, else the last specific [ERROR] line of the log."""
+    error = [line.strip() for line in (result.get("error") or "").splitlines() if line.strip()]
+    log = [line.strip() for line in (result.get("log") or "").splitlines() if line.strip()]
+    exceptions = [line for line in error + log if re.match(r"^[\w.]+(Error|Exception|Exit): ", line)]
+    errors = [line for line in log if line.startswith(("[ERROR]", "[CRITICAL]"))
+              and not any(generic in line for generic in GENERIC)]
+    return (exceptions or errors or error or log or ["unknown nbgrader error"])[-1][:300]

@@ -7,6 +7,7 @@ one student against its own copy of the gradebook and only this process writes t
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +36,7 @@ class Outcome:
     tamper_cells: list = field(default_factory=list)   # passed in the kernel, failed outside it
     notes: list = field(default_factory=list)
     autograded: str = ""                               # scratch folder to merge from
+    files: list = field(default_factory=list)          # regular files of it to merge (relative paths)
     grades: dict = field(default_factory=dict)         # grade_id -> (auto_score, needs_manual_grade)
     comments: dict = field(default_factory=dict)       # grade_id -> auto_comment
     late_penalty: float = 0.0
@@ -75,7 +77,11 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, verify=True
                     outcome = future.result()
                 except Exception as exc:  # noqa: BLE001 - a crashed worker must not stop the batch
                     outcome = Outcome(student, False, f"grader crashed: {type(exc).__name__}: {exc}")
-                merge(course, outcome)
+                try:
+                    merge(course, outcome)
+                except Exception as exc:  # noqa: BLE001 - nor must one student's leftovers
+                    outcome = Outcome(student, False, f"could not merge the result: {type(exc).__name__}: {exc}")
+                    merge(course, outcome)
                 outcomes.append(outcome)
     outcomes.sort(key=lambda o: o.student)
     _write_status(course, outcomes)
@@ -116,12 +122,27 @@ def grade_in_scratch(course_root, student, scratch_root, sandbox, verify, seed):
 
     outcome = _read_scratch_grades(scratch, student)
     outcome.autograded = str(scratch.autograded(student))
+    # Only what nbgrader put there comes back: the notebook and the files of the submission and
+    # source folders, each a regular file (the student's kernel could leave links to secrets).
+    expected = _regular_files(scratch.source) | _regular_files(scratch.submitted(student)) | {f"{NOTEBOOK}.ipynb"}
+    outcome.files = sorted(_regular_files(scratch.autograded(student)) & expected)
     if verify:
         _apply_verification(outcome, course, submitted_nb, Path(scratch_root) / f"{student}-verify",
                             sandbox, seed)
     outcome.seconds = time.monotonic() - start
     outcome.message = _summary_line(outcome, course)
     return outcome
+
+
+def _regular_files(root):
+    """Relative paths of the regular files below `root`, never following a symlink."""
+    found = set()
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            path = Path(folder) / name
+            if stat.S_ISREG(path.lstat().st_mode):
+                found.add(path.relative_to(root).as_posix())
+    return found
 
 
 def _unreadable(path):
@@ -198,7 +219,9 @@ def merge(course, outcome):
         return
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(outcome.autograded, staged)
+    for relative in outcome.files:
+        (staged / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(outcome.autograded) / relative, staged / relative, follow_symlinks=False)
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     with Gradebook(course.db_url) as gb:
@@ -222,7 +245,7 @@ def _write_status(course, outcomes):
     status = json.loads(path.read_text()) if path.is_file() else {}
     for outcome in outcomes:
         record = asdict(outcome)
-        for key in ("autograded", "grades", "comments"):
+        for key in ("autograded", "files", "grades", "comments"):
             record.pop(key)
         record["status"] = ("failed" if not outcome.ok else
                             "tamper suspected" if outcome.tamper_cells else "graded")

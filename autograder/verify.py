@@ -128,6 +128,7 @@ class Worker:
     def __init__(self, argv, cwd, env):
         self.argv, self.cwd, self.env = argv, cwd, env
         self.proc = self.pipes = None
+        self.loading = None  # the cell the worker said it was loading last ("setup" or an index)
 
     def start(self, load_msg, deadline):
         """Spawn the worker and send it the code to load (the reply is read by `loaded`)."""
@@ -138,7 +139,11 @@ class Worker:
         self.send_frame(wire.encode(load_msg), deadline)
 
     def loaded(self, deadline):
+        self.loading = None
         reply = self.receive(deadline)
+        while reply.get("op") == "loading":
+            self.loading = reply.get("cell")
+            reply = self.receive(deadline)
         if reply.get("op") != "loaded" or not isinstance(reply.get("errors"), dict):
             raise wire.WireError("expected a 'loaded' reply")
         return reply["errors"]
@@ -215,23 +220,24 @@ class Session:
         return min(time.monotonic() + 2 * self.call_timeout, self.deadline)
 
     def finish_load(self):
-        """Wait for the worker's 'loaded'; if the code kills or hangs it, retry without the
-        cells the student added (scratch work), then give up for good."""
+        """Wait for the worker's 'loaded'; if a cell kills or hangs it, load again without that
+        cell (its functions then fail their tests, the others are judged), else give up for good."""
         try:
             if self._start_error:
                 raise self._start_error
             errors = self.worker.loaded(self._load_deadline())
         except (wire.WireError, TimeoutError, OSError) as exc:
             reason = self._why(exc, "loading the submission")
+            culprit = self.worker.loading
             self.worker.kill()
-            added = [label for label, _ in self.code if label.startswith("cell ")]
-            if not (added and self._first_load and time.monotonic() < self.deadline):
+            if not (str(culprit).isdigit() and int(culprit) < len(self.code) and time.monotonic() < self.deadline):
                 self.unusable = reason
                 self.notes.append(f"{reason}; every call fails")
                 return
-            self.notes.append(f"{reason}; retrying without the cells the student added ({', '.join(added)})")
-            self.code = [(label, src) for label, src in self.code if not label.startswith("cell ")]
-            self._first_load = False
+            label = self.code[int(culprit)][0]
+            self.notes.append(f"{reason} (in {label}); loading again without {label}")
+            self.load_errors[label] = f"{reason}: left out"
+            del self.code[int(culprit)]
             self.start()
             return self.finish_load()
         if self._first_load or not self.load_errors:

@@ -4,6 +4,7 @@ Run as `python -I worker.py` (inside the sandbox, cwd = a scratch dir holding he
 data/) by autograder.verify, which talks to it over stdin/stdout in wire.py frames:
 
     {"op": "load", "setup": src, "cells": [src, ...]}
+        -> {"op": "loading", "cell": key} before each cell ("setup" or its index), then
         -> {"op": "loaded", "errors": {"index": "Type: message"}}   ("setup" for the setup cell)
     {"op": "call", "fn": name, "args": [...], "kwargs": {...}, "reference": [names]}
         -> {"op": "result", "value": v, "mutated": {"args": {"i": v}, "kwargs": {name: v}}}
@@ -97,6 +98,7 @@ def _load(namespace, msg):
     sources = [("setup", msg.get("setup") or "")]
     sources += [(str(i), src) for i, src in enumerate(msg.get("cells") or [])]
     for key, src in sources:
+        wire.send(_PROTO_OUT, {"op": "loading", "cell": key})  # names the culprit if this cell kills us
         try:
             exec(compile(src, f"<cell {key}>", "exec"), namespace)
         except BaseException as exc:  # noqa: BLE001 - even SystemExit from a student cell

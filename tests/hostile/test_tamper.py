@@ -117,9 +117,9 @@ def relu(X):
      {"predict": with_reference("predict", replace=[("return np.argmax(Z2, axis=1)",
                                                      "return np.zeros(40_000_000, dtype=np.int64)")])},
      {"test_predict"}, ""),
-    ("hangs_while_loading",  # a cell the student added never finishes: retried without it
+    ("hangs_while_loading",  # a cell the student added never finishes: loaded again without it
      {"added": "while True:\n    pass"},
-     set(), "while loading the submission; retrying without the cells the student added"),
+     set(), "while loading the submission (in cell "),
 ]
 
 
