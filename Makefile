@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
 # Grading runs student code inside bubblewrap; install it where we can (CI runs as root).

@@ -32,6 +32,7 @@ def report(course=None, echo=print):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     course = course or Course()
     course.require_release()
@@ -45,6 +46,7 @@ def report(course=None, echo=print):
     ax.hist(scores, bins=range(0, int(max_score) + 2), color="#4c72b0", edgecolor="white", align="left")
     ax.set(xlabel=f"score (of {max_score:g}; manual answers count once graded)", ylabel="students",
            title=f"Grades: {len(scores)} graded submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(out / "grade_histogram.png", dpi=120)
     plt.close(fig)
@@ -53,7 +55,8 @@ def report(course=None, echo=print):
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rates) + 1.2))
     names = list(rates)[::-1]
     ax.barh(names, [100 * rates[n] for n in names], color=["#c44e52" if rates[n] < 0.5 else "#55a868" for n in names])
-    ax.set(xlim=(0, 100), xlabel="% of students with full points", title="Which tests the class passed")
+    ax.set(xlim=(0, 100), xlabel="% of graded students with full points",
+           title=f"Which tests the class passed ({len(scores)} students; red: under half)")
     fig.tight_layout()
     fig.savefig(out / "test_pass_rates.png", dpi=120)
     plt.close(fig)
