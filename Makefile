@@ -27,8 +27,9 @@ demo: $(VENV)/.installed sandbox-deps
 	$(PY) -m autograder demo
 
 # MNIST_OFFLINE: tests never touch the network; the notebook falls back to the bundled sample.
+# Two pytest workers, one test file each: much of the suite waits on kernels and sandboxes.
 test: $(VENV)/.installed sandbox-deps
-	MNIST_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax assignment.ipynb tests
+	MNIST_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --nbval-lax assignment.ipynb tests
 
 bench: $(VENV)/.installed sandbox-deps
 	$(PY) -m benchmarks
