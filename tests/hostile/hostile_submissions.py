@@ -69,7 +69,7 @@ def build_notebook(release_nb, source_nb, edits, values):
         if edit.kind == "code":
             src = reference[edit.target]
             for old, new in edit.replace:
-                assert old in src, (edit.target, old)
+                assert src.count(old) == 1, (edit.target, old, "must occur exactly once in the reference")
                 src = src.replace(old, fill(new))
             cell.source = "\n".join(part for part in (fill(edit.before), src, fill(edit.after)) if part)
         elif edit.kind == "added":
