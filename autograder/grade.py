@@ -126,11 +126,12 @@ def grade_in_scratch(course_root, student, scratch_root, sandbox, verify, seed):
     # source folders, each a regular file (the student's kernel could leave links to secrets).
     expected = _regular_files(scratch.source) | _regular_files(scratch.submitted(student)) | {f"{NOTEBOOK}.ipynb"}
     outcome.files = sorted(_regular_files(scratch.autograded(student)) & expected)
+    points = {gid: pts for gid, pts, _ in test_cells(read_notebook(course.notebook(course.source)))}
     if verify:
         _apply_verification(outcome, course, submitted_nb, Path(scratch_root) / f"{student}-verify",
-                            sandbox, seed)
+                            sandbox, seed, points)
     outcome.seconds = time.monotonic() - start
-    outcome.message = _summary_line(outcome, course)
+    outcome.message = _summary_line(outcome, sum(points.values()))
     return outcome
 
 
@@ -174,12 +175,11 @@ def _read_scratch_grades(scratch, student):
     return outcome
 
 
-def _apply_verification(outcome, course, submitted_nb, workdir, sandbox, seed):
-    """Out-of-kernel verdicts decide the points of every autograded test cell."""
+def _apply_verification(outcome, course, submitted_nb, workdir, sandbox, seed, points):
+    """Out-of-kernel verdicts decide the points ({grade_id: points}) of every autograded test cell."""
     from .verify import verify
 
     source_nb = course.notebook(course.source)
-    points = {gid: pts for gid, pts, _ in test_cells(read_notebook(source_nb))}
     result = verify(source_nb, submitted_nb, workdir, sandbox=sandbox, seed=seed)
     outcome.notes.extend(result.notes)
     for gid, (passed, _message) in result.cells.items():
@@ -193,9 +193,8 @@ def _apply_verification(outcome, course, submitted_nb, workdir, sandbox, seed):
         outcome.grades[gid] = (verified, False)
 
 
-def _summary_line(outcome, course):
+def _summary_line(outcome, auto_max):
     total = sum(outcome.scores.values())
-    auto_max = sum(pts for _, pts, _ in test_cells(read_notebook(course.notebook(course.source))))
     line = f"{total:g}/{auto_max:g} autograded points in {outcome.seconds:.1f} s"
     if outcome.tamper_cells:
         line += f"; TAMPER SUSPECTED in {', '.join(outcome.tamper_cells)} (passed in the notebook, failed re-verification)"

@@ -104,15 +104,3 @@ def load_namespace(setup, codes):
             errors[name] = f"{type(exc).__name__}: {exc}"
     return namespace, errors
 
-
-def visible_source(source):
-    """A test cell as students see it: every hidden-test region removed (like nbgrader's ClearHiddenTests)."""
-    kept, hidden = [], False
-    for line in source.splitlines():
-        if "### BEGIN HIDDEN TESTS" in line:
-            hidden = True
-        elif "### END HIDDEN TESTS" in line:
-            hidden = False
-        elif not hidden:
-            kept.append(line)
-    return "\n".join(kept)
