@@ -2,10 +2,18 @@
 per-student folders, a folder of files named by student, or an LMS zip of either.
 
 One line per student says what was done or why not; nothing one student sent stops the others.
+
+Everything in PATH is treated as hostile: links are never followed (a link to the instructor's
+source notebook would otherwise be graded as a student's), special files are never opened (a FIFO
+would block), nothing larger than MAX_NOTEBOOK_BYTES is read into memory whatever a zip header
+claims, and a student id cannot name one of the grader's own files or folders.
 """
 import datetime as dt
+import errno
+import os
 import re
 import shutil
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,13 +28,60 @@ VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 IGNORED_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 
+# Names the grader uses for itself. A student's id becomes a folder name in places that also hold
+# these: the course root (and its nbgrader folders) and grade's scratch root, which keeps one folder
+# per student beside a `gradebook.db` copy and `<id>-verify` folders. A student called
+# "gradebook.db" or "ada-verify" would put their folder where the grader's own file or another
+# student's verification goes. Compared case-insensitively: macOS and Windows file systems are.
+RESERVED_NAMES = frozenset({
+    # the course root (the kit's files and nbgrader's)
+    "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
+    "grades.csv", "grades.json", "reports", "exchange",
+    # nbgrader's step folders and the folders of its exchange and zip_collect
+    "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
+    "inbound", "outbound", "downloaded", "extracted", "archive",
+})
+# SQLite keeps "gradebook.db-journal" / "-wal" / "-shm" beside the gradebook.
+RESERVED_PREFIXES = ("gradebook.db",)
+RESERVED_SUFFIXES = ("-verify",)
+
+# Why an item is not collected, shown as "not collected: a link (ada/assignment.ipynb)".
+LINK = "a link"
+SPECIAL = "not a regular file"
+
+
+def reserved_id(student):
+    """Why `student` cannot be used as a student id because the grader uses that name, or ""."""
+    name = student.casefold()
+    if name.startswith("."):
+        return f"{student!r} starts with a dot, as the grader's hidden and staging folders do"
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return f"{student!r} is a name the grader uses"
+    for suffix in RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"{student!r} ends in {suffix!r}, as the grader's own folders do"
+    return ""
+
+
+class Refused(Exception):
+    """This item cannot be collected; the message says why, after "not collected: <item> "."""
+
 
 @dataclass
 class Candidate:
     student: str
     name: str          # where it came from, for messages
     modified: float    # POSIX time
-    read: object       # () -> bytes
+    read: object       # (limit) -> bytes, at most limit + 1 of them; raises Refused
+    refused: str = ""  # known before reading: why it cannot be collected
+
+
+@dataclass
+class Rejected:
+    """A link, special file or unreadable folder: never read, but the student hears about it."""
+    student: str
+    name: str
+    note: str          # the line after "not collected: "
 
 
 def collect(path, course=None, *, pattern=DEFAULT_PATTERN, echo=print):
@@ -37,18 +92,32 @@ def collect(path, course=None, *, pattern=DEFAULT_PATTERN, echo=print):
     if not path.exists():
         raise CourseError(f"{path} does not exist")
     regex = re.compile(pattern)
-    if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            candidates, skipped = _from_zip(archive, regex)
-            lines = _collect_candidates(course, candidates, skipped)
+    if path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
+        try:
+            archive = zipfile.ZipFile(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged archive raises many kinds; the TA needs one line
+            raise CourseError(f"{path} is not a readable zip file ({_short(exc)}): download it again") from None
+        with archive:
+            items, skipped = _from_zip(archive, regex)
+            lines = _collect_candidates(course, items, skipped)
     elif path.is_dir():
-        candidates, skipped = _from_folder(path, regex)
-        lines = _collect_candidates(course, candidates, skipped)
+        items, skipped = _from_folder(path, regex)
+        lines = _collect_candidates(course, items, skipped)
     else:
         raise CourseError(f"{path} is neither a folder nor a zip file")
     for student in sorted(lines):
         echo(f"{student}: {lines[student]}")
     return lines
+
+
+def _short(exc):
+    """One short line for a TA from any exception (some messages embed whole reprs)."""
+    text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).splitlines()[0]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _size(limit):
+    return f"{limit >> 20} MB" if limit >= 2**20 and limit % 2**20 == 0 else f"{limit} bytes"
 
 
 def _student_of(relative, regex):
@@ -60,26 +129,96 @@ def _student_of(relative, regex):
     return match.group("student_id") if match else None
 
 
-def _is_notebook(relative):
+def _is_junk(relative):
+    """Checkpoints and macOS metadata: ignored whatever kind of file they are."""
     parts = PurePosixPath(relative).parts
-    return relative.endswith(".ipynb") and not IGNORED_PARTS.intersection(parts) \
-        and not parts[-1].startswith("._")
+    return bool(IGNORED_PARTS.intersection(parts)) or parts[-1].startswith("._")
+
+
+def _is_notebook(relative):
+    return relative.endswith(".ipynb") and not _is_junk(relative)
+
+
+def _walk(root, relative=""):
+    """(relative path, lstat result or the OSError) of everything under root, sorted; never
+    enters a linked folder, never opens a file."""
+    folder = root / relative if relative else root
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        if not relative:
+            raise CourseError(f"cannot read the folder {root} ({_short(exc)})") from None
+        yield relative, exc
+        return
+    for entry in entries:
+        child = f"{relative}/{entry.name}" if relative else entry.name
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError as exc:   # vanished or unreadable since it was listed
+            yield child, exc
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk(root, child)
+        else:
+            yield child, info
+
+
+def _read_file(path):
+    def read(limit):
+        # O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a link or a FIFO after it was
+        # checked, opening fails or returns at once instead of following the link or blocking.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise Refused(f"is {LINK}" if exc.errno == errno.ELOOP else f"could not be read ({_short(exc)})") from None
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise Refused(f"is {SPECIAL}")
+            try:
+                return file.read(limit + 1)
+            except OSError as exc:
+                raise Refused(f"could not be read ({_short(exc)})") from None
+    return read
 
 
 def _from_folder(root, regex):
-    candidates, skipped = [], []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = file.relative_to(root).as_posix()
-        if not _is_notebook(relative):
+    items, skipped = [], []
+    for relative, info in _walk(root):
+        if _is_junk(relative):
             skipped.append(relative)
-            continue
-        candidates.append(Candidate(_student_of(relative, regex), relative, file.stat().st_mtime,
-                                    lambda file=file: file.read_bytes()))
-    return candidates, skipped
+        elif isinstance(info, OSError):
+            reason = f"could not be read ({_short(info)})"
+            if _is_notebook(relative):
+                items.append(Candidate(_student_of(relative, regex), relative, 0.0, None, reason))
+            else:
+                items.append(Rejected(_student_of(relative, regex), relative, f"{relative} {reason}"))
+        elif stat.S_ISLNK(info.st_mode):
+            items.append(Rejected(_student_of(relative, regex), relative, f"{LINK} ({relative})"))
+        elif not stat.S_ISREG(info.st_mode):
+            items.append(Rejected(_student_of(relative, regex), relative, f"{SPECIAL} ({relative})"))
+        elif not _is_notebook(relative):
+            skipped.append(relative)
+        else:
+            refused = f"is larger than {_size(MAX_NOTEBOOK_BYTES)}" if info.st_size > MAX_NOTEBOOK_BYTES else ""
+            items.append(Candidate(_student_of(relative, regex), relative, info.st_mtime,
+                                   _read_file(root / relative), refused))
+    return items, skipped
+
+
+def _read_entry(archive, entry):
+    def read(limit):
+        try:
+            # Reading at most limit + 1 bytes bounds memory even if the header lies about the size.
+            with archive.open(entry) as file:
+                return file.read(limit + 1)
+        except Exception as exc:  # noqa: BLE001 - the entry's bytes are the student's: any decoder error is theirs
+            raise Refused(f"is damaged in the zip ({_short(exc)})") from None
+    return read
 
 
 def _from_zip(archive, regex):
-    candidates, skipped = [], []
+    items, skipped = [], []
     entries = [e for e in archive.infolist() if not e.is_dir()]
     # An LMS zip often wraps the class in one folder; look inside it (but a zip of one student's
     # folder holding one notebook is that student's).
@@ -89,16 +228,29 @@ def _from_zip(archive, regex):
              and (notebooks > 1 or any(len(p) > 2 for p in parts)))
     for entry in entries:
         relative = "/".join(PurePosixPath(entry.filename).parts[1 if strip else 0:])
-        if not _is_notebook(relative):
+        # Unix zips keep the file's mode in the high 16 bits; unzip would recreate a link from it.
+        kind = stat.S_IFMT(entry.external_attr >> 16)
+        if _is_junk(relative):
             skipped.append(relative)
-            continue
-        if entry.file_size > MAX_NOTEBOOK_BYTES:
-            skipped.append(f"{relative} (larger than {MAX_NOTEBOOK_BYTES >> 20} MB)")
-            continue
-        modified = dt.datetime(*entry.date_time).timestamp()
-        candidates.append(Candidate(_student_of(relative, regex), relative, modified,
-                                    lambda entry=entry: archive.read(entry)))
-    return candidates, skipped
+        elif kind == stat.S_IFLNK:
+            items.append(Rejected(_student_of(relative, regex), relative, f"{LINK} ({relative})"))
+        elif kind not in (0, stat.S_IFREG):
+            items.append(Rejected(_student_of(relative, regex), relative, f"{SPECIAL} ({relative})"))
+        elif not _is_notebook(relative):
+            skipped.append(relative)
+        else:
+            refused = ""
+            if entry.file_size > MAX_NOTEBOOK_BYTES:
+                refused = f"is larger than {_size(MAX_NOTEBOOK_BYTES)}"
+            elif entry.flag_bits & 0x1:
+                refused = "is encrypted (a password-protected zip)"
+            try:
+                modified = dt.datetime(*entry.date_time).timestamp()
+            except (ValueError, OverflowError):  # a nonsense date in the header is not worth a student
+                modified = 0.0
+            items.append(Candidate(_student_of(relative, regex), relative, modified,
+                                   _read_entry(archive, entry), refused))
+    return items, skipped
 
 
 def _pick(notebooks):
@@ -107,29 +259,67 @@ def _pick(notebooks):
     return max(named or notebooks, key=lambda c: c.modified)
 
 
-def _collect_candidates(course, candidates, skipped):
+def _id_problem(student, name):
+    """The line for an unusable student id, or ""."""
+    if not VALID_ID.match(student) or student in (".", ".."):
+        return f"not a usable student id ({name}): not collected"
+    reason = reserved_id(student)
+    return f"not a usable student id: {reason} ({name}): not collected" if reason else ""
+
+
+def _collect_candidates(course, items, skipped):
     by_student, lines = {}, {}
-    for candidate in candidates:
-        if candidate.student is None:
-            lines[f"? {candidate.name}"] = "no student id in the file name: not collected"
-        elif not VALID_ID.match(candidate.student) or candidate.student in (".", ".."):
-            lines[f"? {candidate.student!r}"] = f"not a usable student id ({candidate.name}): not collected"
+    for item in items:
+        if item.student is None:
+            lines[f"? {item.name}"] = "no student id in the file name: not collected"
+        elif problem := _id_problem(item.student, item.name):
+            lines[f"? {item.student!r}"] = problem
         else:
-            by_student.setdefault(candidate.student, []).append(candidate)
-    for student, notebooks in by_student.items():
+            by_student.setdefault(item.student, []).append(item)
+    for student, found in by_student.items():
+        notebooks = [c for c in found if isinstance(c, Candidate)]
+        notes = "; ".join(f"not collected: {item.note}" for item in found if isinstance(item, Rejected))
+        if not notebooks:
+            lines[student] = notes + _kept(course, student)
+            continue
         chosen = _pick(notebooks)
-        lines[student] = _store(course, student, chosen)
+        lines[student] = _take(course, student, chosen)
         if len(notebooks) > 1:
             others = ", ".join(c.name for c in notebooks if c is not chosen)
-            lines[student] += f" (also found {others}: took {chosen.name})"
+            took = f": took {chosen.name}" if lines[student].startswith("collected") else ""
+            lines[student] += f" (also found {others}{took})"
+        if notes:
+            lines[student] += f"; {notes}"
+        if not lines[student].startswith("collected"):
+            lines[student] += _kept(course, student)
     if skipped:
         lines["(other files)"] = (f"{len(skipped)} other files ignored (not notebooks, checkpoints or macOS "
                                   f"metadata), e.g. {skipped[0]}")
     return lines
 
 
-def _store(course, student, candidate):
-    data = candidate.read()
+def _kept(course, student):
+    """A student who is not collected now keeps what was collected before; the TA must know."""
+    if course.notebook(course.submitted(student)).is_file():
+        return "; the notebook collected earlier stays"
+    return ""
+
+
+def _take(course, student, candidate):
+    """Read and store one notebook; the student's line."""
+    limit = MAX_NOTEBOOK_BYTES
+    try:
+        if candidate.refused:
+            raise Refused(candidate.refused)
+        data = candidate.read(limit)
+        if len(data) > limit:
+            raise Refused(f"is larger than {_size(limit)}")
+    except Refused as why:
+        return f"not collected: {candidate.name} {why}"
+    return _store(course, student, candidate, data)
+
+
+def _store(course, student, candidate, data):
     dest = course.submitted(student)
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
