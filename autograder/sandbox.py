@@ -7,14 +7,20 @@ What the sandboxed process gets:
   directory bound into the sandbox;
 * a file system that shows only what is needed to run Python: /usr (+ the /bin, /lib...
   symlinks), a few harmless files of /etc, the interpreter's prefixes (the venv and its base
-  Python) read-only, a private size-capped tmpfs on /tmp and /dev/shm, and the working directory
-  read-write.  Everything else -- the course directory around the working directory, the kit's
-  repository, home directories -- does not exist in there;
+  Python) read-only, and three size-capped private tmpfs: /tmp, /dev/shm and the working
+  directory.  Each entry of the host's working directory (the notebook, helpers.py, data/...) is
+  bound read-only on top of the working directory's tmpfs, so whatever the code writes there stays
+  in the sandbox, is bounded in size, and vanishes with it: nothing it writes reaches the host.
+  Everything else -- the course directory around the working directory, the kit's repository,
+  home directories -- does not exist in there;
 * a clean environment (``--clearenv``) with a minimal set of variables plus an allow-list passed
   through from the parent;
 * its own pid, ipc, uts and cgroup namespaces (``--die-with-parent``, ``--new-session``);
+* a cap on the total memory and process count of everything it runs: a cgroup that the launched
+  process joins before bwrap starts (:mod:`autograder.cgroup`; a watchdog where no cgroup can be
+  made);
 * resource limits set with ``prlimit`` inside the sandbox: address space, CPU seconds, number of
-  processes, file size, no core dumps.
+  processes, file size, no core dumps (per process: the cgroup bounds the sum).
 
 RLIMIT_NPROC and root: the kernel never applies RLIMIT_NPROC to processes whose real uid is the
 host's root (INIT_USER), even inside a user namespace and even with ``bwrap --uid 65534`` (that
@@ -23,15 +29,11 @@ bwrap in its privileged mode without a user namespace, lets the command inside s
 unprivileged host uid (``setpriv``, default 65534 = nobody; all capabilities dropped and
 no_new_privs set), then enters a fresh user namespace (``unshare --user``) so that the process
 count is per sandbox (kernel >= 5.14 counts RLIMIT_NPROC per user namespace) instead of shared by
-every process of that uid, then applies the limits.  The working directory is therefore made
-writable for that uid while a kernel runs (see :func:`grant_sandbox_write`).  (Plain
-``bwrap --unshare-all`` as root would also leave the command uid 0 with every capability inside
-its user namespace, e.g. able to remount the read-only binds.)  As a normal user, bwrap makes its
-own user namespace (``--unshare-all --disable-userns``) and the limits apply directly.
-
-Not covered: the memory limit is per process (RLIMIT_AS), so up to ``max_processes`` times it in
-total, plus the tmpfs sizes; disk use of the working directory is only capped per file.  A cgroup
-would be needed for aggregate memory / disk quotas.
+every process of that uid, then applies the limits.  Files of the working directory must be
+readable by that uid (see :func:`make_sandbox_readable`).  (Plain ``bwrap --unshare-all`` as root
+would also leave the command uid 0 with every capability inside its user namespace, e.g. able to
+remount the read-only binds.)  As a normal user, bwrap makes its own user namespace
+(``--unshare-all --disable-userns``) and the limits apply directly.
 """
 from __future__ import annotations
 
@@ -46,8 +48,13 @@ import sys
 import tempfile
 import weakref
 
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
-from traitlets import Dict, Integer, List, Unicode
+from traitlets import Bool, DottedObjectName, Dict, Integer, List, Type, Unicode, default
+
+from .cgroup import Jail
 
 BWRAP_MISSING_HELP = (
     "bubblewrap (bwrap) is not installed: run `apt-get install bubblewrap` (Debian/Ubuntu) "
@@ -148,21 +155,37 @@ def _is_within(path, parent):
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=2048, cpu_seconds=120,
-                 max_processes=64, max_file_size_mb=64, env=None,
-                 env_passthrough=DEFAULT_ENV_PASSTHROUGH, source_env=None, tmp_size_mb=256,
-                 sandbox_uid=DEFAULT_SANDBOX_UID):
+def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=None, cpu_seconds=None,
+                 max_processes=None, max_file_size_mb=None, tmp_size_mb=None, workdir_size_mb=None,
+                 sandbox_uid=None, env=None, env_passthrough=DEFAULT_ENV_PASSTHROUGH,
+                 source_env=None, jail=None):
     """The command prefix that runs a command in the sandbox; append the command to it.
 
-    ``workdir`` becomes the read-write working directory (and the cwd); ``ro_paths`` and
-    ``rw_paths`` are extra host paths bound at the same place read-only / read-write.  The
-    interpreter's prefixes (this venv and its base Python) are always bound read-only.  A limit of
-    ``None`` or 0 is not applied.  ``env`` sets extra variables inside; ``env_passthrough`` names
-    variables copied from ``source_env`` (default ``os.environ``) when set there.  Stdin, stdout
-    and stderr are inherited through bwrap, so pipes work.  When run as root the command runs as
-    host uid ``sandbox_uid``: it can only write to the working directory if that uid may (see
-    :func:`grant_sandbox_write`).
+    ``workdir`` is the cwd: a private tmpfs of ``workdir_size_mb`` with each entry of the host
+    directory bound read-only on top (writes stay inside).  ``ro_paths`` and ``rw_paths`` are extra
+    host paths bound at the same place read-only / read-write.  The interpreter's prefixes (this
+    venv and its base Python) are always bound read-only.  A limit left ``None`` takes the default
+    of the same-named :class:`SandboxedKernelManager` trait; 0 switches it off.  ``jail`` (a
+    :class:`~autograder.cgroup.Jail`) puts the join of its cgroup in front, so the total memory and
+    process count are capped; call ``jail.watch(pid)`` after starting the command and
+    ``jail.close()`` when it is over.  ``env`` sets extra variables inside; ``env_passthrough``
+    names variables copied from ``source_env`` (default ``os.environ``) when set there.  Stdin,
+    stdout and stderr are inherited through bwrap, so pipes work.  When run as root the command
+    runs as host uid ``sandbox_uid``, which must be able to read the files of ``workdir`` (see
+    :func:`make_sandbox_readable`).
     """
+    defaults = SandboxedKernelManager.class_traits()
+
+    def setting(value, name):
+        return defaults[name].default_value if value is None else value
+
+    memory_limit_mb = setting(memory_limit_mb, "memory_limit_mb")
+    cpu_seconds = setting(cpu_seconds, "cpu_seconds")
+    max_processes = setting(max_processes, "max_processes")
+    max_file_size_mb = setting(max_file_size_mb, "max_file_size_mb")
+    tmp_size_mb = setting(tmp_size_mb, "tmp_size_mb")
+    workdir_size_mb = setting(workdir_size_mb, "workdir_size_mb")
+    sandbox_uid = setting(sandbox_uid, "sandbox_uid")
     bwrap = _which("bwrap")
     if not bwrap:
         raise FileNotFoundError(BWRAP_MISSING_HELP)
@@ -179,7 +202,8 @@ def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=2048, cpu
 
     # `env -i`: bwrap itself (and the sandbox's pid 1, which the sandboxed user can inspect when
     # the grader is not root) must not carry the parent's environment either.
-    argv = [_which("env") or "/usr/bin/env", "-i", bwrap]
+    # The cgroup join runs first, outside the sandbox: nothing started by bwrap escapes it.
+    argv = [*(jail.join_argv() if jail is not None else []), _which("env") or "/usr/bin/env", "-i", bwrap]
     if root:
         # Privileged mode, no user namespace (see module docstring); all capabilities dropped
         # except those setpriv needs to switch to the unprivileged uid, which it then drops.
@@ -227,12 +251,18 @@ def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=2048, cpu
     argv.extend(["--perms", "1777", *tmp_size, "--tmpfs", "/tmp"])
     created.add("/tmp")
 
-    binds = {}
+    binds = {workdir: "tmpfs"}
     for p in [*python_paths(), *map(os.fspath, ro_paths)]:
         for q in {os.path.abspath(p), os.path.realpath(p)}:
             if os.path.exists(q):
                 binds.setdefault(q, "--ro-bind")
-    for p in [workdir, *map(os.fspath, rw_paths)]:
+    for entry in sorted(os.scandir(workdir), key=lambda e: e.name):
+        # a link is re-created as the same link: it resolves in the sandbox's view, not the host's
+        if entry.is_symlink():
+            binds.setdefault(entry.path, ("--symlink", os.readlink(entry.path)))
+        elif entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+            binds.setdefault(entry.path, "--ro-bind")
+    for p in map(os.fspath, rw_paths):
         q = os.path.realpath(p)
         if not os.path.exists(q):
             raise FileNotFoundError(f"sandbox rw path does not exist: {q}")
@@ -242,7 +272,16 @@ def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=2048, cpu
         if dest == "/":
             raise ValueError("refusing to bind / into the sandbox")
         ensure_parents(dest)
-        argv.extend([binds[dest], dest, dest])
+        how = binds[dest]
+        if how == "tmpfs":
+            size = ["--size", str(int(workdir_size_mb) << 20)] if workdir_size_mb else []
+            argv.extend(["--perms", "1777", *size, "--tmpfs", dest])
+            created.add(dest)
+            continue
+        if isinstance(how, tuple):
+            argv.extend([how[0], how[1], dest])
+            continue
+        argv.extend([how, dest, dest])
         host_mounts.append(dest)
     argv.extend(["--chdir", workdir])
 
@@ -299,37 +338,23 @@ def sandbox_uid_for(sandbox_uid=DEFAULT_SANDBOX_UID):
     return int(sandbox_uid) if _running_as_root() else os.getuid()
 
 
-@contextlib.contextmanager
-def grant_sandbox_write(path, sandbox_uid=DEFAULT_SANDBOX_UID):
-    """Let the sandboxed uid create files in directory ``path`` while the block runs.
+def make_sandbox_readable(path):
+    """Let the sandbox's uid read the files below ``path`` (root only; a no-op otherwise).
 
-    Only matters when root: the directory itself (not its contents) is chowned to the sandbox
-    uid and given back afterwards; files and directories below it that the uid could not read are
-    made world-readable (never following symlinks).  A no-op for a normal user.
+    As root, the sandbox runs as an unprivileged uid (see the module docstring): files and
+    directories that uid could not read are made world-readable (never following symlinks).  The
+    sandbox never needs to write host files: its working directory is a private tmpfs.
     """
-    restore = _grant(os.fspath(path), sandbox_uid)
-    try:
-        yield
-    finally:
-        restore()
+    if _running_as_root():
+        _make_readable(os.path.realpath(os.fspath(path)))
 
 
-def _grant(path, sandbox_uid):
-    if not _running_as_root():
-        return lambda: None
-    uid = int(sandbox_uid)
-    path = os.path.realpath(path)
-    _make_readable(path)
-    st = os.lstat(path)
-    os.chown(path, uid, uid, follow_symlinks=False)
-
-    def restore():
-        try:
-            if os.lstat(path).st_ino == st.st_ino:
-                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-        except OSError:
-            pass
-    return restore
+@contextlib.contextmanager
+def grant_sandbox_write(path, sandbox_uid=None):
+    """Kept for callers written when the working directory was the host's: the sandbox now writes
+    to a private tmpfs, so all that is left to do is :func:`make_sandbox_readable`."""
+    make_sandbox_readable(path)
+    yield
 
 
 def _make_readable(top):
@@ -376,22 +401,68 @@ def _short_tmp_root():
     return None
 
 
+def _capped_context(manager):
+    """A zmq context whose sockets refuse messages above the manager's size cap.
+
+    Set before connect on every socket the grader opens to the kernel: a peer sending a larger
+    frame is disconnected by libzmq, so the grader never holds it; the small receive queue keeps
+    the grader from buffering many large messages (the kernel's side blocks or drops instead).
+    """
+    traits = SandboxedKernelManager.class_traits()
+    max_mb = getattr(manager, "max_message_mb", traits["max_message_mb"].default_value)
+    hwm = getattr(manager, "receive_hwm", traits["receive_hwm"].default_value)
+    context = zmq.asyncio.Context()
+    if max_mb:
+        context.setsockopt(zmq.MAXMSGSIZE, int(max_mb) << 20)
+    if hwm:
+        context.setsockopt(zmq.RCVHWM, int(hwm))
+    return context
+
+
+class CappedKernelClient(AsyncKernelClient):
+    """The kernel client nbclient gets from :class:`SandboxedKernelManager`: its sockets take the
+    manager's message size cap (``max_message_mb``, ``receive_hwm``)."""
+
+    @default("context")
+    def _default_capped_context(self):
+        self._created_context = True
+        return _capped_context(self.parent)
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """An AsyncKernelManager whose kernel runs in the bubblewrap sandbox of :func:`sandbox_argv`.
 
     The kernel talks over ipc (unix sockets) in a private temporary directory bound into the
     sandbox; its cwd (the ``cwd`` launch argument, e.g. nbgrader's autograded submission folder)
-    is the only writable host directory.  Interrupts are sent as ``interrupt_request`` messages on
-    the control channel (the kernel runs in a pid namespace behind bwrap; a SIGINT to bwrap would
-    kill the sandbox instead of interrupting).  Shutdown kills bwrap, which kills the whole pid
-    namespace.
+    is a private tmpfs showing that folder's entries read-only, so nothing it writes reaches the
+    host.  Each launch gets its own :class:`~autograder.cgroup.Jail` (total memory and processes),
+    closed when the kernel's resources are cleaned up.  Interrupts are sent as
+    ``interrupt_request`` messages on the control channel (the kernel runs in a pid namespace
+    behind bwrap; a SIGINT to bwrap would kill the sandbox instead of interrupting).  Shutdown
+    kills bwrap, which kills the whole pid namespace; closing the jail kills anything left.
     """
 
-    memory_limit_mb = Integer(2048, help="Address-space limit of each sandboxed process (MiB); 0: none").tag(config=True)
+    memory_limit_mb = Integer(2048, help=(
+        "Memory of all the sandbox's processes together (MiB; a cgroup, swap and tmpfs files "
+        "included), and the address-space limit of each; 0: none")).tag(config=True)
     cpu_seconds = Integer(120, help="CPU-time limit of each sandboxed process (s); 0: none").tag(config=True)
-    max_processes = Integer(64, help="Processes/threads the sandbox may have at once; 0: none").tag(config=True)
+    max_processes = Integer(64, help=(
+        "Processes and threads the sandbox may have at once, all together (a cgroup) and per "
+        "user namespace (RLIMIT_NPROC); 0: none")).tag(config=True)
+    use_cgroups = Bool(True, help=(
+        "Cap total memory and processes with a cgroup (v1 or v2) where the machine allows; "
+        "False forces the fallback (a memory watchdog polling the process tree)")).tag(config=True)
     max_file_size_mb = Integer(64, help="Largest file the sandbox may write (MiB); 0: none").tag(config=True)
     tmp_size_mb = Integer(256, help="Size of the sandbox's private /tmp and /dev/shm (MiB)").tag(config=True)
+    workdir_size_mb = Integer(256, help=(
+        "Size of the private tmpfs that is the sandbox's working directory: all the kernel may "
+        "write there (MiB); 0: no cap")).tag(config=True)
+    max_message_mb = Integer(4, help=(
+        "Largest message frame the grader accepts from the kernel (MiB); a larger one "
+        "disconnects the kernel's socket instead of being buffered; 0: no cap")).tag(config=True)
+    receive_hwm = Integer(16, help=(
+        "Messages the grader queues per socket from the kernel before it stops reading; "
+        "0: libzmq's default")).tag(config=True)
     sandbox_uid = Integer(DEFAULT_SANDBOX_UID, help="Host uid of the kernel when grading as root").tag(config=True)
     extra_ro_paths = List(Unicode(), help="More host paths visible read-only in the sandbox").tag(config=True)
     extra_rw_paths = List(Unicode(), help="More host paths visible read-write in the sandbox").tag(config=True)
@@ -399,25 +470,54 @@ class SandboxedKernelManager(AsyncKernelManager):
                            help="Variables copied from the grader's environment if set").tag(config=True)
     extra_env = Dict(help="Variables set in the sandbox").tag(config=True)
 
+    client_class = DottedObjectName("autograder.sandbox.CappedKernelClient")
+    client_factory = Type(CappedKernelClient, klass=AsyncKernelClient)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.transport = "ipc"
         self.cache_ports = False
+        self.jail = None
         self._sandbox_dir = None
         self._sandbox_finalizer = None
+
+    @default("context")
+    def _default_capped_context(self):
+        self._created_context = True
+        return _capped_context(self)
+
+    def make_jail(self):
+        """A new :class:`~autograder.cgroup.Jail` with this manager's limits."""
+        return Jail.create(memory_mb=self.memory_limit_mb, max_processes=self.max_processes,
+                           use_cgroups=self.use_cgroups)
+
+    def sandbox_limits(self):
+        """This manager's limits as keyword arguments of :func:`sandbox_argv`."""
+        return {name: getattr(self, name) for name in (
+            "memory_limit_mb", "cpu_seconds", "max_processes", "max_file_size_mb", "tmp_size_mb",
+            "workdir_size_mb", "sandbox_uid")}
+
+    def limit_hit(self):
+        """Why the OS or the watchdog killed a process of the running kernel's jail, or None."""
+        jail = self.jail
+        if jail is None:
+            return None
+        if jail.killed_for:
+            return jail.killed_for
+        if jail.oom_kills():
+            return f"the {jail.memory_bytes >> 20} MiB memory limit"
+        return None
 
     def _make_sandbox_dir(self, workdir):
         outer = os.path.realpath(tempfile.mkdtemp(prefix="nbsbx-", dir=_short_tmp_root()))
         # the sockets and connection file (with the message-signing key) live one level down,
         # under a random name in a directory that only its owner may list
         d = tempfile.mkdtemp(dir=outer)
-        restore_workdir = lambda: None  # noqa: E731
         if _running_as_root():
             os.chmod(outer, 0o711)
             os.chown(d, self.sandbox_uid, self.sandbox_uid)
-            restore_workdir = _grant(workdir, self.sandbox_uid)
         self._sandbox_dir = d
-        self._sandbox_finalizer = weakref.finalize(self, _cleanup_sandbox_dir, outer, restore_workdir)
+        self._sandbox_finalizer = weakref.finalize(self, _cleanup_sandbox_dir, outer)
         self.connection_file = os.path.join(d, "kernel.json")
         self.ip = os.path.join(d, "k")
 
@@ -427,34 +527,46 @@ class SandboxedKernelManager(AsyncKernelManager):
         workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
         if self._sandbox_dir is None or not os.path.isdir(self._sandbox_dir):
             self._make_sandbox_dir(workdir)
+        make_sandbox_readable(workdir)
         self.transport = "ipc"
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         if _running_as_root() and os.path.exists(self.connection_file):
             os.chown(self.connection_file, self.sandbox_uid, self.sandbox_uid)
         self.kernel_spec.interrupt_mode = "message"
         launch_env = kw.get("env") or os.environ
+        self._close_jail()
+        self.jail = self.make_jail()
+        # closes the jail (killing what is left in it) should the manager be dropped unclosed
+        self._jail_finalizer = weakref.finalize(self, self.jail.close)
         prefix = sandbox_argv(
             workdir,
             ro_paths=[*self.extra_ro_paths, *_kernel_prefix(kernel_cmd)],
             rw_paths=[self._sandbox_dir, *self.extra_rw_paths],
-            memory_limit_mb=self.memory_limit_mb,
-            cpu_seconds=self.cpu_seconds,
-            max_processes=self.max_processes,
-            max_file_size_mb=self.max_file_size_mb,
             # the kernel's parent inside the pid namespace is bwrap's init (pid 1); saying so
             # keeps ipykernel from polling for a parent change and from printing a console note
             env={"JPY_PARENT_PID": "1", **self.extra_env},
             env_passthrough=self.env_passthrough,
             source_env=launch_env,
-            tmp_size_mb=self.tmp_size_mb,
-            sandbox_uid=self.sandbox_uid,
+            jail=self.jail,
+            **self.sandbox_limits(),
         )
         kw["cwd"] = workdir
         kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap's own; cleared inside
         return prefix + list(kernel_cmd), kw
 
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        self.jail.watch(self.provisioner.pid)
+
+    def _close_jail(self):
+        finalizer = getattr(self, "_jail_finalizer", None)
+        if finalizer is not None:
+            finalizer()  # jail.close(), once
+            self._jail_finalizer = None
+
     async def _async_cleanup_resources(self, restart=False):
         await KernelManager._async_cleanup_resources(self, restart=restart)
+        self._close_jail()
         if not restart and self._sandbox_finalizer is not None:
             self._sandbox_finalizer()
             self._sandbox_dir = None
@@ -462,6 +574,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     cleanup_resources = _async_cleanup_resources
     pre_start_kernel = _async_pre_start_kernel
+    _launch_kernel = _async_launch_kernel
 
 
 def _kernel_prefix(kernel_cmd):
@@ -475,8 +588,5 @@ def _kernel_prefix(kernel_cmd):
     return [os.path.dirname(os.path.dirname(exe))]
 
 
-def _cleanup_sandbox_dir(path, restore_workdir):
-    try:
-        restore_workdir()
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def _cleanup_sandbox_dir(path):
+    shutil.rmtree(path, ignore_errors=True)

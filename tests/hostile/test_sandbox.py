@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from autograder.sandbox import (  # noqa: E402
     BWRAP_MISSING_HELP, SandboxedKernelManager, bwrap_available,
-    grant_sandbox_write, sandbox_argv,
+    make_sandbox_readable, sandbox_argv,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -140,15 +140,30 @@ def test_kernel_computes(kernel):
     assert out.lower().split() == ["agg", "42", "2.0"]
 
 
-def test_cwd_is_workdir_and_writable(kernel, course):
+def test_cwd_is_private_and_writable(kernel, course):
+    """The kernel's cwd shows the host folder's files read-only; what it writes stays inside."""
     _, workdir = course
+    before = sorted(p.name for p in workdir.iterdir())
     out = kernel.run("""
-        import os
+        import errno, os
         open("result.txt", "w").write("mine")
-        print(os.getcwd())
+        print(os.getcwd(), open("result.txt").read(), sorted(os.listdir(".")))
+        for attempt in (lambda: open("helpers.py", "a"), lambda: os.unlink("helpers.py"),
+                        lambda: os.rename("helpers.py", "h.py")):
+            try:
+                attempt()
+                print("CHANGED")
+            except OSError as exc:
+                print(errno.errorcode[exc.errno])
     """)
-    assert out.strip() == str(workdir.resolve())
-    assert (workdir / "result.txt").read_text() == "mine"
+    first, *errors = out.splitlines()
+    assert first.split() == [str(workdir.resolve()), "mine", "['helpers.py',", "'result.txt']"]
+    # as root the kernel's uid does not own the file nor its mount point (sticky tmpfs); as a
+    # normal user it does, and the read-only bind (a mount point) is what refuses
+    expected = ["EACCES", "EPERM", "EPERM"] if os.geteuid() == 0 else ["EROFS", "EBUSY", "EBUSY"]
+    assert errors == expected, out
+    assert sorted(p.name for p in workdir.iterdir()) == before == ["helpers.py"]
+    assert (workdir / "helpers.py").read_text() == "ANSWER = 42\n"
 
 
 def test_course_home_and_kit_are_invisible(kernel, course):
@@ -400,16 +415,21 @@ def test_pipes_round_trip(course, tmp_path):
         proc.kill()
 
 
-def test_grant_sandbox_write(tmp_path):
+def test_workdir_readable_and_private(tmp_path):
+    """Root's private files in the working folder are readable by the sandbox's uid, and the
+    sandbox can write there without anything reaching the host folder."""
     d = tmp_path / "scratch"
-    d.mkdir()
-    probe = "open('made.txt', 'w').write('ok')"
-    if os.geteuid() == 0:  # the sandbox runs as an unprivileged uid: root's directory is closed
+    (d / "data").mkdir(parents=True)
+    (d / "data" / "x.txt").write_text("input")
+    os.chmod(d / "data" / "x.txt", 0o600)
+    os.chmod(d / "data", 0o700)
+    probe = "print(open('data/x.txt').read()); open('made.txt', 'w').write('ok'); print(open('made.txt').read())"
+    if os.geteuid() == 0:  # the sandbox runs as an unprivileged uid: root's 0600 file is closed
         assert subprocess.run(_sandboxed(probe, d), capture_output=True).returncode != 0
-    with grant_sandbox_write(d):
-        assert subprocess.run(_sandboxed(probe, d), capture_output=True).returncode == 0
-    assert (d / "made.txt").read_text() == "ok"
-    assert d.stat().st_uid == os.geteuid()  # ownership given back
+    make_sandbox_readable(d)
+    proc = subprocess.run(_sandboxed(probe, d), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split() == ["input", "ok"], proc.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["data"]
 
 
 def _notebook(*sources):
