@@ -29,8 +29,9 @@ def _parser():
     p.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel graders (default: cores)")
     p.add_argument("--no-sandbox", action="store_true", help="run student code without bubblewrap (trusted code only)")
-    p.add_argument("--no-verify", action="store_true", help="skip the out-of-kernel re-verification")
-    p.add_argument("--seed", type=int, default=None, help="seed of the hidden tests' inputs (default 0)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="course-wide seed mixed into each submission's hidden inputs; change it per term "
+                        "(default: $BACKPROP_GRADER_SEED or 0)")
 
     p = verbs.add_parser("feedback", parents=[common], help="per-student HTML feedback, hidden tests removed")
     p.add_argument("--student", action="append", metavar="ID")
@@ -56,7 +57,7 @@ def main(argv=None):
         elif args.verb == "grade":
             from .grade import grade
             outcomes = grade(course, args.student, workers=args.workers, sandbox=not args.no_sandbox,
-                             verify=not args.no_verify, seed=args.seed)
+                             seed=args.seed)
             failed = [o.student for o in outcomes if not o.ok]
             print(f"graded {len(outcomes) - len(failed)} of {len(outcomes)} submissions"
                   + (f"; not graded: {', '.join(failed)}" if failed else ""))

@@ -35,14 +35,28 @@ c.Execute.timeout = {cell_timeout}
 c.Execute.startup_timeout = 60
 c.GradingExecute.submission_timeout = {submission_timeout}
 
-# Student code is untrusted: it runs in a bubblewrap sandbox (no network, no view of the course).
+# Student code is untrusted: it runs in a bubblewrap sandbox (no network, no view of the course),
+# without the hidden tests; the grader then judges every test cell itself, outside the kernel
+# (autograder.reverify). Every way of autograding this course -- the kit's `grade`, `nbgrader
+# autograde`, formgrader's button -- goes through this pipeline and stores verified scores only.
 c.GradingExecute.sandbox = {sandbox}
+c.Reverify.sandbox = {sandbox}
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "autograder.reverify.StripHiddenTests",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.Autograde.autograde_preprocessors = [
     "autograder.preprocessors.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
+    "autograder.reverify.Reverify",
     "nbgrader.preprocessors.SaveAutoGrades",
+    "autograder.reverify.SaveVerdictComments",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -50,13 +64,16 @@ c.Autograde.autograde_preprocessors = [
 c.IgnorePattern.pattern = r":\\d+: (RuntimeWarning|DeprecationWarning|FutureWarning|PendingDeprecationWarning): "
 c.LimitOutput.max_lines = 200
 
-# Feedback shows each test's name, points and message, never the hidden tests or their tracebacks.
+# Feedback is built only from trusted data (autograder.feedback_page): the student's submitted
+# notebook, the release version of the locked cells, the grader's verdict line per test cell and the
+# gradebook's scores -- never what the grading run printed or wrote. The feedback folder keeps the
+# HTML only; student Markdown is sanitized (the markdown2html filter). Same as autograder.feedback.
 c.GenerateFeedback.preprocessors = [
+    "autograder.feedback_page.TrustedFeedback",
     "nbgrader.preprocessors.GetGrades",
-    "nbgrader.preprocessors.ClearHiddenTests",
-    "autograder.preprocessors.RedactTestOutput",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+c.HTMLExporter.filters = {{"markdown2html": "autograder.feedback_page.markdown2html"}}
 '''
 
 

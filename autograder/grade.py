@@ -1,8 +1,12 @@
-"""`grade`: autograde submissions, each in a scratch copy of the course, several at once; re-check
-every verdict outside the student's kernel; merge the results into the course gradebook.
+"""`grade`: autograde submissions, each in a scratch copy of the course, several at once, and
+merge the results into the course gradebook.
 
-Why scratch copies: SQLite gradebooks are not safe for concurrent writers, so each worker grades
-one student against its own copy of the gradebook and only this process writes the real one.
+Each submission is one job in a child process of its own (jobs.py): nbgrader's autograde with the
+course's pipeline (sandboxed kernel without hidden tests, then the grader's verdicts: reverify.py).
+The parent enforces the whole-submission budget by the clock and kills a job that outruns it.
+Why scratch copies: SQLite gradebooks are not safe for concurrent writers, so each job grades one
+student against its own copy of the gradebook and only this process writes the real one. A job
+hands back data (scores, verdicts, the autograded notebook's bytes); only the notebook is kept.
 """
 import json
 import os
@@ -10,17 +14,20 @@ import shutil
 import stat
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 from traitlets.config import Config
 
+from . import jobs
 from .course import ASSIGNMENT, NOTEBOOK, Course, CourseError, failure_line, open_api
-from .testcells import SEED_VARIABLE, read_notebook, test_cells
+from .results import STATUS_FILE
+from .reverify import METADATA_KEY
+from .seeds import SECRET_FILE, ensure_secret
 
-STATUS_FILE = "grading_status.json"
+# What the parent allows beyond the submission budget for nbgrader's own bookkeeping (starting
+# and stopping the kernel, the gradebook) before it kills the job.
+BOOKKEEPING_SECONDS = 30
 
 
 @dataclass
@@ -32,19 +39,24 @@ class Outcome:
     message: str
     seconds: float = 0.0
     scores: dict = field(default_factory=dict)         # grade_id -> points that count
-    kernel_scores: dict = field(default_factory=dict)  # grade_id -> points from nbgrader's run
+    kernel_scores: dict = field(default_factory=dict)  # grade_id -> points the student's kernel claimed
     tamper_cells: list = field(default_factory=list)   # passed in the kernel, failed outside it
+    timed_out_cells: list = field(default_factory=list)
     notes: list = field(default_factory=list)
-    autograded: str = ""                               # scratch folder to merge from
-    files: list = field(default_factory=list)          # regular files of it to merge (relative paths)
+    notebook: bytes = b""                              # the autograded notebook (the only file kept)
     grades: dict = field(default_factory=dict)         # grade_id -> (auto_score, needs_manual_grade)
     comments: dict = field(default_factory=dict)       # grade_id -> auto_comment
     late_penalty: float = 0.0
     timestamp: str = ""
 
 
-def grade(course=None, students=None, *, workers=None, sandbox=True, verify=True, seed=None,
-          progress=True, echo=print):
+def submission_budget(course):
+    """Seconds one submission may take, kernel and verification together (the course's setting)."""
+    from .preprocessors import GradingExecute
+    return GradingExecute(config=course.load_config()).submission_timeout
+
+
+def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, progress=True, echo=print):
     """Grade all submitted students (or `students`); returns [Outcome], one per student."""
     course = course or Course()
     course.require_release()
@@ -54,35 +66,30 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, verify=True
             raise CourseError(BWRAP_MISSING_HELP)
     submitted = course.submitted_students()
     students = list(students) if students else submitted
-    unknown = [s for s in students if s not in submitted]
-    for student in unknown:
+    for student in [s for s in students if s not in submitted]:
         echo(f"{student}: no submission at {course.notebook(course.submitted(student))}; skipped")
     students = [s for s in students if s in submitted]
     if not students:
         echo("nothing to grade: run `python -m autograder collect PATH` first")
         return []
-    seed = int(os.environ.get(SEED_VARIABLE, "0")) if seed is None else int(seed)
+    ensure_secret(course.root)
+    budget = submission_budget(course)
     workers = max(1, min(workers or os.cpu_count() or 1, len(students)))
 
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="autograder-") as scratch_root:
-        template = Path(scratch_root) / "gradebook.db"
-        shutil.copy2(course.gradebook, template)  # workers copy this snapshot, never the live file
-        jobs = [(str(course.root), student, scratch_root, sandbox, verify, seed) for student in students]
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(grade_in_scratch, *job): job[1] for job in jobs}
-            for future in _progress(as_completed(futures), len(futures), progress):
-                student = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - a crashed worker must not stop the batch
-                    outcome = Outcome(student, False, f"grader crashed: {type(exc).__name__}: {exc}")
-                try:
-                    merge(course, outcome)
-                except Exception as exc:  # noqa: BLE001 - nor must one student's leftovers
-                    outcome = Outcome(student, False, f"could not merge the result: {type(exc).__name__}: {exc}")
-                    merge(course, outcome)
-                outcomes.append(outcome)
+        shutil.copy2(course.gradebook, Path(scratch_root) / "gradebook.db")  # jobs copy this snapshot
+        work = [jobs.Job(student, (str(course.root), student, scratch_root, sandbox, seed, budget))
+                for student in students]
+        finished = jobs.run(grade_in_scratch, work, workers=workers, seconds=budget + BOOKKEEPING_SECONDS)
+        for job, result in _progress(finished, len(work), progress):
+            outcome = result if isinstance(result, Outcome) else Outcome(job.key, False, f"not graded: {result}")
+            try:
+                merge(course, outcome)
+            except Exception as exc:  # noqa: BLE001 - one student's result must not stop the batch
+                outcome = Outcome(job.key, False, f"could not merge the result: {type(exc).__name__}: {exc}")
+                merge(course, outcome)
+            outcomes.append(outcome)
     outcomes.sort(key=lambda o: o.student)
     _write_status(course, outcomes)
     for outcome in outcomes:
@@ -97,53 +104,50 @@ def _progress(iterable, total, enabled):
     return tqdm(iterable, total=total, desc="grading", unit="submission")
 
 
-def grade_in_scratch(course_root, student, scratch_root, sandbox, verify, seed):
-    """Worker: autograde one student in a private course copy, then verify. Returns an Outcome."""
+def grade_in_scratch(course_root, student, scratch_root, sandbox, seed, budget):
+    """A job: autograde one student in a private course copy. Returns an Outcome."""
     start = time.monotonic()
     course = Course(course_root)
-    scratch = Course(Path(scratch_root) / student)
-    shutil.copytree(course.source, scratch.source)
-    shutil.copytree(course.submitted(student), scratch.submitted(student), symlinks=False)
-    shutil.copy2(course.config_file, scratch.config_file)
+    scratch = Course(Path(scratch_root) / "jobs" / student)
+    shutil.copytree(course.source, scratch.source, ignore=_not_regular)
+    shutil.copytree(course.submitted(student), scratch.submitted(student), ignore=_not_regular)
+    for name in (course.config_file.name, SECRET_FILE):
+        shutil.copy2(course.root / name, scratch.root / name)
     shutil.copy2(Path(scratch_root) / "gradebook.db", scratch.gradebook)
 
-    submitted_nb = course.notebook(scratch.submitted(student))
-    problem = _unreadable(submitted_nb)
+    problem = _unreadable(course.notebook(scratch.submitted(student)))
     if problem:
         return Outcome(student, False, f"not graded: {problem}", time.monotonic() - start)
 
-    os.environ[SEED_VARIABLE] = str(seed)  # the kernel inherits it; hidden tests draw from it
     config = Config()
-    config.GradingExecute.sandbox = bool(sandbox)
+    config.GradingExecute.sandbox = config.Reverify.sandbox = bool(sandbox)
+    config.Reverify.deadline = start + budget
+    if seed is not None:
+        config.Reverify.term_seed = int(seed)
     result = open_api(scratch, config).autograde(ASSIGNMENT, student)
     autograded_nb = scratch.notebook(scratch.autograded(student))
     if not result["success"] or not autograded_nb.is_file():
         return Outcome(student, False, f"autograde failed: {failure_line(result)}", time.monotonic() - start)
-
     outcome = _read_scratch_grades(scratch, student)
-    outcome.autograded = str(scratch.autograded(student))
-    # Only what nbgrader put there comes back: the notebook and the files of the submission and
-    # source folders, each a regular file (the student's kernel could leave links to secrets).
-    expected = _regular_files(scratch.source) | _regular_files(scratch.submitted(student)) | {f"{NOTEBOOK}.ipynb"}
-    outcome.files = sorted(_regular_files(scratch.autograded(student)) & expected)
-    points = {gid: pts for gid, pts, _ in test_cells(read_notebook(course.notebook(course.source)))}
-    if verify:
-        _apply_verification(outcome, course, submitted_nb, Path(scratch_root) / f"{student}-verify",
-                            sandbox, seed, points)
+    outcome.notebook = autograded_nb.read_bytes()
+    record = json.loads(outcome.notebook)["metadata"].get(METADATA_KEY)
+    if not record:
+        return Outcome(student, False, "not graded: the course's nbgrader_config.py does not re-verify "
+                       "(autograder.reverify.Reverify is missing: run `python -m autograder release` again)")
+    for gid, entry in record["cells"].items():
+        outcome.kernel_scores[gid] = entry["points"] if entry["in_kernel"] == "passed" else 0.0
+    outcome.tamper_cells = list(record["tamper_cells"])
+    outcome.timed_out_cells = [gid for gid, entry in record["cells"].items() if entry["status"] == "timed out"]
+    outcome.notes = list(record["notes"])
     outcome.seconds = time.monotonic() - start
-    outcome.message = _summary_line(outcome, sum(points.values()))
+    outcome.message = _summary_line(outcome, sum(entry["points"] for entry in record["cells"].values()))
     return outcome
 
 
-def _regular_files(root):
-    """Relative paths of the regular files below `root`, never following a symlink."""
-    found = set()
-    for folder, _dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            path = Path(folder) / name
-            if stat.S_ISREG(path.lstat().st_mode):
-                found.add(path.relative_to(root).as_posix())
-    return found
+def _not_regular(folder, names):
+    """copytree's ignore: anything but regular files and folders (never follow a link)."""
+    return [name for name in names
+            if not (stat.S_ISREG(mode := os.lstat(os.path.join(folder, name)).st_mode) or stat.S_ISDIR(mode))]
 
 
 def _unreadable(path):
@@ -165,49 +169,33 @@ def _read_scratch_grades(scratch, student):
         for grade in submission.grades:
             outcome.grades[grade.name] = (grade.auto_score, grade.needs_manual_grade)
             if grade.auto_score is not None and grade.cell_type == "code":
-                outcome.kernel_scores[grade.name] = float(grade.auto_score)
+                outcome.scores[grade.name] = float(grade.auto_score)
         for comment in submission.comments:
             outcome.comments[comment.name] = comment.auto_comment
         outcome.late_penalty = float(submission.late_submission_penalty or 0.0)
         timestamp = gb.find_submission(ASSIGNMENT, student).timestamp
         outcome.timestamp = timestamp.isoformat() if timestamp else ""
-    outcome.scores = dict(outcome.kernel_scores)
     return outcome
-
-
-def _apply_verification(outcome, course, submitted_nb, workdir, sandbox, seed, points):
-    """Out-of-kernel verdicts decide the points ({grade_id: points}) of every autograded test cell."""
-    from .verify import verify
-
-    source_nb = course.notebook(course.source)
-    result = verify(source_nb, submitted_nb, workdir, sandbox=sandbox, seed=seed)
-    outcome.notes.extend(result.notes)
-    for gid, (passed, _message) in result.cells.items():
-        verified = points[gid] if passed else 0.0
-        kernel = outcome.kernel_scores.get(gid, 0.0)
-        if kernel > verified:
-            outcome.tamper_cells.append(gid)
-        elif kernel < verified:
-            outcome.notes.append(f"{gid}: failed in the notebook but passed re-verification")
-        outcome.scores[gid] = verified
-        outcome.grades[gid] = (verified, False)
 
 
 def _summary_line(outcome, auto_max):
     total = sum(outcome.scores.values())
     line = f"{total:g}/{auto_max:g} autograded points in {outcome.seconds:.1f} s"
+    if outcome.timed_out_cells:
+        line += f"; timed out in {', '.join(outcome.timed_out_cells)}"
     if outcome.tamper_cells:
-        line += f"; TAMPER SUSPECTED in {', '.join(outcome.tamper_cells)} (passed in the notebook, failed re-verification)"
+        line += (f"; TAMPER SUSPECTED in {', '.join(outcome.tamper_cells)} "
+                 "(passed in the notebook, failed when checked outside it)")
     return line
 
 
 def merge(course, outcome):
-    """Write one outcome into the course: autograded folder and gradebook (or clear stale results)."""
+    """Write one outcome into the course: the autograded notebook and the gradebook (or, for a
+    failure, remove every older result so that nothing stale looks current)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     dest = course.autograded(outcome.student)
     if not outcome.ok:
-        # A failed re-grade must not leave an older score looking current.
         with Gradebook(course.db_url) as gb:
             try:
                 gb.remove_submission(ASSIGNMENT, outcome.student)
@@ -218,9 +206,8 @@ def merge(course, outcome):
         return
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
-    for relative in outcome.files:
-        (staged / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(outcome.autograded) / relative, staged / relative, follow_symlinks=False)
+    staged.mkdir(parents=True)
+    course.notebook(staged).write_bytes(outcome.notebook)
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     with Gradebook(course.db_url) as gb:
@@ -244,7 +231,7 @@ def _write_status(course, outcomes):
     status = json.loads(path.read_text()) if path.is_file() else {}
     for outcome in outcomes:
         record = asdict(outcome)
-        for key in ("autograded", "files", "grades", "comments"):
+        for key in ("notebook", "grades", "comments"):
             record.pop(key)
         record["status"] = ("failed" if not outcome.ok else
                             "tamper suspected" if outcome.tamper_cells else "graded")
@@ -252,7 +239,3 @@ def _write_status(course, outcomes):
         status[outcome.student] = record
     path.write_text(json.dumps(status, indent=2, sort_keys=True))
 
-
-def load_status(course):
-    path = course.root / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}

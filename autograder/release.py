@@ -1,5 +1,6 @@
 """`release`: build the course directory and the student version of the assignment."""
 from .course import ASSIGNMENT, Course, CourseError, copy_sources, failure_line, open_api, write_config
+from .seeds import ensure_secret
 
 
 def release(course=None, *, cell_timeout=60, submission_timeout=300, echo=print):
@@ -9,6 +10,7 @@ def release(course=None, *, cell_timeout=60, submission_timeout=300, echo=print)
     """
     course = course or Course()
     write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout)
+    ensure_secret(course.root)  # seeds every submission's hidden inputs; stays in the course root
     copy_sources(course)
     result = open_api(course).generate_assignment(ASSIGNMENT)
     if not result["success"]:

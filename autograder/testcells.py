@@ -7,17 +7,14 @@ import contextlib
 import io
 import os
 
-import nbformat
 from nbgrader import utils
+
+from .notebook import read_notebook, test_cells  # noqa: F401 - re-exported for the tests
+from .seeds import SEED_VARIABLE
 
 # The functions students write, in notebook order (CONTRACT.md).
 STUDENT_FUNCTIONS = ("softmax", "one_hot", "softmax_cross_entropy", "relu", "forward",
                      "loss_and_grad", "predict", "train")
-SEED_VARIABLE = "BACKPROP_GRADER_SEED"
-
-
-def read_notebook(path):
-    return nbformat.read(str(path), as_version=4)
 
 
 def grade_id(cell):
@@ -27,15 +24,6 @@ def grade_id(cell):
 def strip_magics(source):
     """Cell source without IPython-only lines (%magics, !shell), so plain exec() can run it."""
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-
-
-def test_cells(nb):
-    """[(grade_id, points, source)] of the autograded test cells, in notebook order."""
-    return [(grade_id(c), float(c.metadata["nbgrader"]["points"]), c.source) for c in nb.cells
-            if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)]
-
-
-test_cells.__test__ = False  # not a pytest test, though test modules import it
 
 
 def solution_cells(nb):

@@ -20,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from . import testcells, wire
+from . import notebook, testcells, wire
 
 CONTRACT = testcells.STUDENT_FUNCTIONS
 HERE = Path(__file__).resolve().parent
@@ -35,9 +37,20 @@ WORKER_STDERR = subprocess.DEVNULL  # set to None to see the worker's stderr whi
 GRADER_MEMORY_HEADROOM = 2 << 30    # bytes a test cell may allocate in the grader (see _memory_cap)
 
 
+class Verdict(NamedTuple):
+    """The grader's verdict on one test cell. `visible_passed` is the verdict on the part the
+    student's kernel also ran (what a tamper comparison may use); `timed_out` says a time limit,
+    not the student's answer, decided a failure."""
+
+    passed: bool
+    message: str
+    visible_passed: bool
+    timed_out: bool = False
+
+
 @dataclass
 class Verification:
-    cells: dict                                     # grade_id -> (passed, message)
+    cells: dict                                     # grade_id -> Verdict
     load_errors: dict = field(default_factory=dict)  # "imports" / solution grade_id / "cell N" -> "Type: message"
     notes: list = field(default_factory=list)       # e.g. "worker died during test_train (...); restarted"
     seconds: float = 0.0
@@ -104,8 +117,14 @@ class _Pipes:
         poller.register(fd, event)
         poller.poll(max(1, int(left * 1000) + 1))
 
+    def _check(self):
+        # Also when data keeps coming: a worker that floods the pipe never makes a read block.
+        if time.monotonic() >= self.deadline:
+            raise TimeoutError
+
     def read(self, n):
         while True:
+            self._check()
             try:
                 return os.read(self.rfd, n)  # b"" at end of file
             except BlockingIOError:
@@ -114,6 +133,7 @@ class _Pipes:
     def write(self, data):
         view = memoryview(data)
         while view:
+            self._check()
             try:
                 view = view[os.write(self.wfd, view):]
             except BlockingIOError:
@@ -129,9 +149,30 @@ class Worker:
         self.argv, self.cwd, self.env = argv, cwd, env
         self.proc = self.pipes = None
         self.loading = None  # the cell the worker said it was loading last ("setup" or an index)
+        self.expired = False  # the watchdog killed it at a deadline
+
+    @contextlib.contextmanager
+    def watchdog(self, deadline):
+        """Kill the worker at `deadline` from another thread, whatever it is doing: the clock
+        enforces the limit, not the reads and writes the worker's code controls."""
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _expire(self):
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            self.expired = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, 9)
 
     def start(self, load_msg, deadline):
         """Spawn the worker and send it the code to load (the reply is read by `loaded`)."""
+        self.expired = False
         self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=WORKER_STDERR,
                                      start_new_session=True)
@@ -194,9 +235,11 @@ class Proxy:
 class Session:
     """The grader's side of one verification: the worker, restarts, time limits, callbacks."""
 
-    def __init__(self, worker, setup, code, call_timeout, deadline, total_timeout):
+    def __init__(self, worker, setup, code, cell_timeout, deadline, total_timeout):
         self.worker, self.setup, self.code = worker, setup, code
-        self.call_timeout, self.deadline, self.total_timeout = call_timeout, deadline, total_timeout
+        self.cell_timeout, self.deadline, self.total_timeout = cell_timeout, deadline, total_timeout
+        self.cell_deadline = deadline
+        self.timeouts = 0         # how many times a deadline killed or stopped the worker
         self.namespace = {}
         self.cell = "loading"
         self.notes, self.load_errors = [], {}
@@ -217,7 +260,7 @@ class Session:
         return {"op": "load", "setup": self.setup, "cells": [src for _, src in self.code]}
 
     def _load_deadline(self):
-        return min(time.monotonic() + 2 * self.call_timeout, self.deadline)
+        return min(time.monotonic() + self.cell_timeout, self.deadline)
 
     def finish_load(self):
         """Wait for the worker's 'loaded'; if a cell kills or hangs it, load again without that
@@ -225,7 +268,9 @@ class Session:
         try:
             if self._start_error:
                 raise self._start_error
-            errors = self.worker.loaded(self._load_deadline())
+            deadline = self._load_deadline()
+            with self.worker.watchdog(deadline):
+                errors = self.worker.loaded(deadline)
         except (wire.WireError, TimeoutError, OSError) as exc:
             reason = self._why(exc, "loading the submission")
             culprit = self.worker.loading
@@ -250,7 +295,9 @@ class Session:
         self.running = True
 
     def before_cell(self, gid):
+        """A test cell starts: it gets `cell_timeout` seconds, like a cell in the kernel."""
         self.cell = gid
+        self.cell_deadline = min(time.monotonic() + self.cell_timeout, self.deadline)
         if not self.running and not self.unusable and time.monotonic() < self.deadline:
             self.notes[-1] += "; restarted"
             self.start()
@@ -262,11 +309,15 @@ class Session:
                 self.worker.send_frame(wire.encode({"op": "exit"}), time.monotonic() + 0.2)
         self.worker.kill()
 
+    def _timed_out(self, doing):
+        self.timeouts += 1
+        if time.monotonic() >= self.deadline:
+            return f"timed out: the verification time limit of {self.total_timeout:g} s was reached while {doing}"
+        return f"timed out: the cell time limit of {self.cell_timeout:g} s was reached while {doing}"
+
     def _why(self, exc, doing):
-        if isinstance(exc, TimeoutError):
-            if time.monotonic() >= self.deadline:
-                return f"verification time limit of {self.total_timeout:g} s reached while {doing}"
-            return f"worker did not answer within {self.call_timeout:g} s while {doing}"
+        if isinstance(exc, TimeoutError) or self.worker.expired:
+            return self._timed_out(doing)
         if isinstance(exc, wire.WireClosed):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.worker.proc.wait(timeout=1)
@@ -277,8 +328,8 @@ class Session:
     def call(self, name, args, kwargs):
         if self.unusable:
             raise WorkerError(self.unusable)
-        if time.monotonic() >= self.deadline:
-            raise WorkerError(f"verification time limit of {self.total_timeout:g} s reached")
+        if time.monotonic() >= self.cell_deadline:
+            raise WorkerError(self._timed_out(f"calling {name}()"))
         if not self.running:
             raise WorkerError("the worker is not running (it failed earlier in this cell)")
         reference = [n for n in CONTRACT if n in self.namespace and not isinstance(self.namespace[n], Proxy)]
@@ -288,7 +339,8 @@ class Session:
         except wire.WireError as exc:
             raise WorkerError(f"cannot send the arguments of {name}(): {exc}") from None
         try:
-            msg = self._exchange(frame, reference, min(time.monotonic() + self.call_timeout, self.deadline))
+            with self.worker.watchdog(self.cell_deadline):
+                msg = self._exchange(frame, reference, self.cell_deadline)
         except (wire.WireError, TimeoutError, OSError) as exc:
             reason = self._why(exc, f"running {name}()")
             self._lose_worker(f"{reason} during {self.cell}")
@@ -465,19 +517,24 @@ def _worker(run, sandbox):
     return Worker([sys.executable, "-I", script], str(run), env)
 
 
-def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0, call_timeout=30,
-           total_timeout=180):
-    """Run the source notebook's test cells here against the submission's code in a worker."""
+def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0, cell_timeout=60,
+           total_timeout=300, config=None):
+    """Run the source notebook's test cells here against the submission's code in a worker.
+
+    Each cell's visible part runs first (what the student's kernel ran too), then its hidden part;
+    `config` is nbgrader's (for the hidden-test delimiters). A cell, and each call in it, gets
+    `cell_timeout` seconds; all of it `total_timeout`.
+    """
     start = time.monotonic()
     source_notebook = Path(source_notebook)
     source_nb = testcells.read_notebook(source_notebook)
-    cells = testcells.test_cells(source_nb)
+    cells = notebook.test_cells(source_nb)
     setup = testcells.setup_source(source_nb)
     try:
         code = student_code(source_nb, testcells.read_notebook(submitted_notebook))
     except Exception as exc:  # noqa: BLE001 - any unreadable notebook fails every cell the same way
         message = f"the submitted notebook could not be read: {type(exc).__name__}: {str(exc)[:200]}"
-        return Verification({gid: (False, message) for gid, _, _ in cells}, notes=[message],
+        return Verification({cell.grade_id: Verdict(False, message, False) for cell in cells}, notes=[message],
                             seconds=time.monotonic() - start)
 
     run = _prepare_rundir(source_notebook.parent, workdir, sandbox)
@@ -488,24 +545,44 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
         if sandbox:
             from .sandbox import grant_sandbox_write
             grant = grant_sandbox_write(run)
-        session = Session(_worker(run, sandbox), setup, code, call_timeout, start + total_timeout, total_timeout)
+        session = Session(_worker(run, sandbox), setup, code, cell_timeout, start + total_timeout, total_timeout)
         with grant:
             session.start()  # the worker imports and loads while the grader sets up
             session.namespace = grader_namespace(setup, source_notebook.parent / "helpers.py", session)
             session.finish_load()
             for cell in cells:
-                gid = cell[0]
                 if time.monotonic() >= session.deadline:
-                    results[gid] = (False, f"not run: verification time limit of {total_timeout:g} s reached")
+                    message = f"timed out: not run, the verification time limit of {total_timeout:g} s was reached"
+                    results[cell.grade_id] = Verdict(False, message, False, timed_out=True)
                     continue
-                session.before_cell(gid)
-                with _memory_cap(GRADER_MEMORY_HEADROOM):
-                    results.update(testcells.run_test_cells(session.namespace, [cell], seed))
+                session.before_cell(cell.grade_id)
+                results[cell.grade_id] = _judge(session, cell, seed, config)
     finally:
         if session is not None:
             session.close()
         shutil.rmtree(run, ignore_errors=True)
     return Verification(results, session.load_errors, session.notes, time.monotonic() - start)
+
+
+def _judge(session, cell, seed, config):
+    """The verdict on one test cell: its hidden preamble (the grader's own definitions), its
+    visible part and, if that passed, its hidden part."""
+    parts = notebook.split_hidden(cell.source, config)
+    timeouts = session.timeouts
+
+    def run(source):
+        [(ok, message)] = testcells.run_test_cells(
+            session.namespace, [(cell.grade_id, cell.points, source)], seed).values()
+        return ok, message
+
+    with _memory_cap(GRADER_MEMORY_HEADROOM):
+        passed, message = run(parts.preamble)
+        if not passed:
+            raise RuntimeError(f"the hidden preamble of {cell.grade_id} failed: {message}")
+        visible_ok, message = passed, message = run(parts.visible)
+        if passed and parts.hidden.strip():
+            passed, message = run(parts.hidden)
+    return Verdict(passed, message, visible_ok, timed_out=not passed and session.timeouts > timeouts)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,88 @@
+"""Run jobs in child processes, a few at a time, each killed when it outruns its time.
+
+A process pool cannot take one task back: a worker stuck on one submission holds a slot until it
+finishes by itself. Here every job is a fresh process; the parent watches the clock and kills a
+job's whole process tree at its deadline, whatever the job (or the student code under it) does.
+"""
+import contextlib
+import time
+import traceback
+from multiprocessing import get_context
+from multiprocessing.connection import wait
+from typing import Any, NamedTuple
+
+import psutil
+
+
+class Job(NamedTuple):
+    key: str      # what the caller calls it (a student id)
+    args: tuple   # for the function; picklable
+
+
+def run(fn, work, *, workers, seconds):
+    """Yield (job, result) as jobs finish, in completion order. `result` is fn(*job.args), or a
+    one-line string saying why there is none (timed out, crashed, died)."""
+    ctx = get_context("spawn")
+    pending, running = list(work), {}
+    while pending or running:
+        while pending and len(running) < workers:
+            job = pending.pop(0)
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(fn, job.args, send), name=f"grade {job.key}")
+            proc.start()
+            send.close()
+            running[receive] = (proc, job, time.monotonic() + seconds)
+        soonest = min(deadline for _, _, deadline in running.values())
+        for conn in wait(list(running), timeout=max(0.0, soonest - time.monotonic())):
+            proc, job, _ = running.pop(conn)
+            yield job, _result(conn, proc)
+        now = time.monotonic()
+        for conn, (proc, job, deadline) in list(running.items()):
+            if now >= deadline:
+                running.pop(conn)
+                kill_tree(proc.pid)
+                proc.join()
+                conn.close()
+                yield job, f"timed out: the submission used up its time budget ({seconds:g} s in all); stopped"
+
+
+def _result(conn, proc):
+    try:
+        kind, value = conn.recv()
+    except (EOFError, OSError):
+        proc.join(5)
+        return f"the grading process died (exit code {proc.exitcode})"
+    finally:
+        conn.close()
+    proc.join(5)
+    if proc.is_alive():
+        kill_tree(proc.pid)
+    return value if kind == "ok" else f"grader crashed: {value}"
+
+
+def _child(fn, args, send):
+    try:
+        outcome: Any = ("ok", fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
+        traceback.print_exc()
+        outcome = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
+    send.send(outcome)
+    send.close()
+
+
+def kill_tree(pid):
+    """SIGKILL a process and every descendant (sandboxes start new sessions, so a process-group
+    kill would miss them)."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for _ in range(3):  # a child may fork while we look: look again
+        try:
+            family = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = [root]
+        for proc in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(family, timeout=5)
