@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test bench sandbox-deps clean
+.PHONY: demo test bench sandbox-deps browser-deps clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,12 +23,23 @@ sandbox-deps:
 	    echo "warning: bubblewrap (bwrap) is missing and cannot be installed here: sandbox tests will be skipped"; \
 	  fi; }
 
+# tests/students/test_browser.py drives JupyterLab with Playwright (pinned in requirements.txt) and
+# Debian's chromium: Playwright's own browser download needs the internet, a Debian package does not.
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (the browser test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "warning: chromium (/usr/bin/chromium) is missing and cannot be installed here: the browser test will be skipped"; \
+	  fi; }
+
 demo: $(VENV)/.installed sandbox-deps
 	$(PY) -m autograder demo
 
 # MNIST_OFFLINE: tests never touch the network; the notebook falls back to the bundled sample.
 # Two pytest workers, one test file each: much of the suite waits on kernels and sandboxes.
-test: $(VENV)/.installed sandbox-deps
+test: $(VENV)/.installed sandbox-deps browser-deps
 	MNIST_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --nbval-lax assignment.ipynb tests
 
 bench: $(VENV)/.installed sandbox-deps
