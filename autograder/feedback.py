@@ -1,13 +1,42 @@
-"""`feedback`: per-student HTML feedback — every test's name, points and message, never hidden tests.
+"""`feedback`: per-student HTML feedback -- every test's verdict line and the scores that count,
+never hidden tests, hidden inputs or anything the grading run produced.
 
-nbgrader renders it (GenerateFeedback, with the course's preprocessors: ClearHiddenTests and
-RedactTestOutput). Every file is then scanned for hidden-test lines before anyone can hand it out:
-a file that leaks is deleted, and the TA is told.
+nbgrader renders it (GenerateFeedback), with the kit's TrustedFeedback preprocessor first: the page is
+built from the student's submitted notebook, the release version of the locked cells, the grader's
+verdict per test cell and the gradebook's scores (autograder/feedback_page.py says why each is
+trusted). `feedback/<student>/<assignment>/` then holds the HTML only. As defence in depth every page
+is scanned for hidden-test lines, in the encodings a student's code could produce, before anyone can
+hand it out: a page that shows one is deleted, and the TA is told in one line.
 """
+import base64
+import html
+import re
+import shutil
+import urllib.parse
+
+from traitlets.config import Config
+
 from .course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
 from .testcells import read_notebook
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+# How nbgrader's GenerateFeedback must be configured for trusted pages. The course's nbgrader_config.py
+# says the same (so `nbgrader generate_feedback` and the formgrader agree); the kit's verb passes it
+# explicitly too, so a course released with an older config still gets trusted pages.
+PREPROCESSORS = [
+    "autograder.feedback_page.TrustedFeedback",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+FILTERS = {"markdown2html": "autograder.feedback_page.markdown2html"}
+
+
+def feedback_config():
+    config = Config()
+    config.GenerateFeedback.preprocessors = list(PREPROCESSORS)
+    config.HTMLExporter.filters = dict(FILTERS)
+    return config
 
 
 def hidden_lines(source_nb):
@@ -25,10 +54,84 @@ def hidden_lines(source_nb):
     return lines
 
 
+def secret_lines(source_nb, public_texts=()):
+    """The hidden-test lines a student has no other way to see: `hidden_lines` minus every line that
+    also occurs in the release version of the notebook (a visible test may share a line with a hidden
+    one) or in `public_texts` (files handed out with it, e.g. helpers.py)."""
+    from .feedback_page import release_cells
+    public = _collapse("\n".join([cell.source for cell in release_cells(source_nb, every_cell=True)]
+                                  + list(public_texts)))
+    return {line for line in hidden_lines(source_nb) if _collapse(line) not in public}
+
+
+def course_secrets(course):
+    """secret_lines of the course's source notebook, with the student files' text as public."""
+    from .course import STUDENT_FILES
+    texts = [(course.source / name).read_text(encoding="utf-8", errors="replace")
+             for name in STUDENT_FILES if name.endswith(".py") and (course.source / name).is_file()]
+    return secret_lines(read_notebook(course.notebook(course.source)), texts)
+
+
+def _collapse(text):
+    return " ".join(text.split())
+
+
+def _readable_forms(text):
+    """The page's text as a reader (or a decoder) would see it: as is, with HTML entities decoded
+    (twice: escaped twice is still readable after one copy-paste), without tags (syntax highlighting
+    splits a line into spans), and URL-decoded. Whitespace collapsed."""
+    # Embedded images are base64 (checked as such in leaked_lines); as text they only cost time.
+    text = IMAGE_DATA.sub("data:", text)
+    forms = []
+    for base in (text, re.sub(r"<[^>]*>", "", text)):
+        plain = html.unescape(html.unescape(base))
+        forms += [base, plain, urllib.parse.unquote(plain), urllib.parse.unquote_plus(plain)]
+    return list(dict.fromkeys(_collapse(form) for form in forms))  # distinct, in order
+
+
+IMAGE_DATA = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=\s]*")
+
+
+def _base64_cores(line):
+    """Substrings that base64 of any text containing `line` must contain, at each of the 3 byte
+    alignments (the first and last 4-character groups also depend on neighbouring bytes: dropped)."""
+    cores = set()
+    data = line.encode()
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + data).decode()
+        core = encoded[4 if pad else 0: len(encoded) - 4]
+        if len(core) >= 12:
+            cores.add(core)
+            cores.add(core.translate(str.maketrans("+/", "-_")))  # URL-safe alphabet
+    return cores
+
+
 def leaked_lines(text, secrets):
-    import html
-    plain = html.unescape(text)
-    return sorted(line for line in secrets if line in plain or html.escape(line) in text)
+    """The secret lines `text` shows, in any of the encodings above (sorted)."""
+    forms = _readable_forms(text)
+    compact = re.sub(r"\s+", "", text)  # base64 may be wrapped over lines
+    leaked = []
+    for line in secrets:
+        wanted = _collapse(line)
+        if any(wanted in form for form in forms) or any(core in compact for core in _base64_cores(line)):
+            leaked.append(line)
+    return sorted(leaked)
+
+
+def _keep_only(folder, name):
+    """Remove everything in `folder` but the regular file `name` (never following links)."""
+    if folder.is_symlink():
+        folder.unlink()
+        return
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name == name and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def feedback(course=None, students=None, echo=print):
@@ -41,20 +144,26 @@ def feedback(course=None, students=None, echo=print):
     if not students:
         echo("no graded submissions: run `python -m autograder grade` first")
         return {}
-    secrets = hidden_lines(read_notebook(course.notebook(course.source)))
-    api = open_api(course)
+    secrets = course_secrets(course)
+    api = open_api(course, feedback_config())
     made = {}
     for student in students:
         result = api.generate_feedback(ASSIGNMENT, student)
-        page = course.feedback(student) / f"{NOTEBOOK}.html"
+        folder = course.feedback(student)
+        page = folder / f"{NOTEBOOK}.html"
+        # TrustedFeedback already emptied the folder before the page was written; this makes sure,
+        # whatever nbgrader version or config wrote it.
+        _keep_only(folder, page.name)
         if not result["success"] or not page.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an older page must not look current
             echo(f"{student}: no feedback: {failure_line(result)}")
             made[student] = None
             continue
         leaks = leaked_lines(page.read_text(encoding="utf-8"), secrets)
         if leaks:
             page.unlink()
-            echo(f"{student}: feedback withheld: it showed {len(leaks)} hidden-test lines (e.g. {leaks[0][:60]!r})")
+            count = f"{len(leaks)} hidden-test line" + ("s" if len(leaks) > 1 else "")
+            echo(f"{student}: feedback withheld: the page showed {count} (e.g. {leaks[0][:60]!r}); nothing handed out")
             made[student] = None
             continue
         made[student] = page
