@@ -49,6 +49,11 @@ def write_submission(path, overrides=(), added=()):
     return path
 
 
+def verdicts(result):
+    """{grade_id: (passed, message)} of a verification, comparable with in_process()."""
+    return {gid: (verdict.passed, verdict.message) for gid, verdict in result.cells.items()}
+
+
 def in_process(overrides, load_errors=()):
     """{grade_id: (passed, message)} of the test cells run in this process (trusted code only)."""
     codes = {**testcells.reference_solutions(SOURCE_NB), **overrides}
@@ -64,7 +69,8 @@ def in_process(overrides, load_errors=()):
 @pytest.mark.parametrize("sandbox", SANDBOX_MODES)
 def test_reference_solution_passes_every_cell(tmp_path, sandbox):
     result = verify(SOURCE, SOURCE, tmp_path / "work", sandbox=sandbox)
-    assert result.cells == {gid: (True, "") for gid in GRADE_IDS}
+    assert verdicts(result) == {gid: (True, "") for gid in GRADE_IDS}
+    assert all(verdict.visible_passed and not verdict.timed_out for verdict in result.cells.values())
     assert result.load_errors == {} and result.notes == []
 
 
@@ -73,8 +79,9 @@ def test_untouched_release_fails_every_cell(released_course, tmp_path):
     release = released_course.notebook(released_course.release)
     result = verify(source, release, tmp_path, sandbox=False)
     assert set(result.cells) == set(GRADE_IDS)
-    for gid, (passed, message) in result.cells.items():
+    for gid, (passed, message) in verdicts(result).items():
         assert not passed and message.startswith("NotImplementedError"), (gid, message)
+        assert not result.cells[gid].visible_passed
 
 
 # Bugs from the mutation catalogue; the in-place ones are seen out of the kernel because the worker
@@ -89,7 +96,7 @@ def test_bug_variants_get_the_in_process_verdicts(tmp_path, bug):
     submission = write_submission(tmp_path / "submission.ipynb", BUGS[bug])
     expected = in_process(BUGS[bug])
     assert not all(passed for passed, _ in expected.values())
-    cells = verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells
+    cells = verdicts(verify(SOURCE, submission, tmp_path / "work", sandbox=False))
     assert {gid: passed for gid, (passed, _) in cells.items()} == {gid: p for gid, (p, _) in expected.items()}
     if bug != "loss_and_grad_modifies_params":  # its grads alias params in-process, not over the wire,
         assert cells == expected                # so a later call changes earlier results only there
@@ -107,7 +114,7 @@ def test_unreadable_submission_fails_every_cell(tmp_path):
     broken.write_text("{ this is not a notebook")
     result = verify(SOURCE, broken, tmp_path / "work", sandbox=False)
     assert set(result.cells) == set(GRADE_IDS)
-    assert all(not passed and "could not be read" in message for passed, message in result.cells.values())
+    assert all(not passed and "could not be read" in message for passed, message in verdicts(result).values())
 
 
 def test_student_code_is_solution_cells_and_added_cells(tmp_path):
@@ -126,9 +133,9 @@ def test_load_errors_are_reported_and_the_rest_still_runs(tmp_path):
     result = verify(SOURCE, submission, tmp_path / "work", sandbox=False)
     assert result.load_errors["relu"].startswith("SyntaxError")
     assert result.load_errors[f"cell {len(SOURCE_NB.cells)}"] == "ValueError: scratch work"
-    assert result.cells == in_process(broken, load_errors={"relu"})
-    assert result.cells["test_relu"] == (False, "NameError: name 'relu' is not defined")
-    assert result.cells["test_softmax"] == (True, "")
+    assert verdicts(result) == in_process(broken, load_errors={"relu"})
+    assert verdicts(result)["test_relu"] == (False, "NameError: name 'relu' is not defined")
+    assert verdicts(result)["test_softmax"] == (True, "")
 
 
 def test_total_timeout_bounds_the_verification(tmp_path):
@@ -136,10 +143,12 @@ def test_total_timeout_bounds_the_verification(tmp_path):
     overrides = {"softmax": "def softmax(Z):" + hang, "one_hot": "def one_hot(y, k):" + hang,
                  "softmax_cross_entropy": "def softmax_cross_entropy(Z, y):" + hang}
     submission = write_submission(tmp_path / "submission.ipynb", overrides)
-    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, call_timeout=1, total_timeout=2.5)
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, cell_timeout=1, total_timeout=2.5)
     assert result.seconds < 5
-    assert not any(passed for passed, _ in result.cells.values())
-    assert result.cells["test_predict"] == (False, "not run: verification time limit of 2.5 s reached")
+    assert not any(verdict.passed for verdict in result.cells.values())
+    assert all(verdict.timed_out for verdict in result.cells.values())
+    assert verdicts(result)["test_predict"] == (
+        False, "timed out: not run, the verification time limit of 2.5 s was reached")
 
 
 def test_memory_cap_limits_allocations_in_the_grader():

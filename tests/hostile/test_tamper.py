@@ -107,7 +107,8 @@ def relu(X):
     ("infinite_loop_in_softmax",  # only for the hidden test's input: the visible tests pass first
      {"softmax": with_reference("softmax", replace=[("shifted = Z", "while np.shape(Z) == (7, 5): pass\n    shifted = Z")])},
      {"test_softmax"},
-     f"worker did not answer within {CALL_TIMEOUT} s while running softmax() during test_softmax; restarted"),
+     f"timed out: the cell time limit of {CALL_TIMEOUT} s was reached while running softmax() during test_softmax; "
+     "restarted"),
     ("object_dtype_result",
      {"relu": with_reference("relu", replace=[("return np.maximum(X, 0.0)",
                                                "R = np.maximum(X, 0.0)\n"
@@ -117,6 +118,12 @@ def relu(X):
      {"predict": with_reference("predict", replace=[("return np.argmax(Z2, axis=1)",
                                                      "return np.zeros(40_000_000, dtype=np.int64)")])},
      {"test_predict"}, ""),
+    ("callback_flood",  # keeps the pipe busy: every read returns at once, so only the clock can stop it
+     {"forward": with_reference("forward", replace=[("A1 = relu(Z1)", "A1 = relu(Z1)\n"  # while relu calls back
+                                                     "    while 'worker' in relu.__code__.co_filename: relu(Z1)")])},
+     {"test_forward", "test_loss_value", "test_gradients", "test_weight_decay"},
+     f"timed out: the cell time limit of {CALL_TIMEOUT} s was reached while running forward() during test_forward; "
+     "restarted"),
     ("hangs_while_loading",  # a cell the student added never finishes: loaded again without it
      {"added": "while True:\n    pass"},
      set(), "while loading the submission (in cell "),
@@ -141,10 +148,10 @@ def write_submission(path, overrides):
 @pytest.mark.parametrize("name, overrides, must_fail, note", CASES, ids=[case[0] for case in CASES])
 def test_tampering_gains_nothing(tmp_path, sandbox, name, overrides, must_fail, note):
     submission = write_submission(tmp_path / "submission.ipynb", overrides)
-    result = verify(SOURCE, submission, tmp_path / "work", sandbox=sandbox, call_timeout=CALL_TIMEOUT)
-    failed = {gid for gid, (passed, _) in result.cells.items() if not passed}
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=sandbox, cell_timeout=CALL_TIMEOUT)
+    failed = {gid for gid, verdict in result.cells.items() if not verdict.passed}
     assert set(result.cells) == GRADE_IDS
-    assert failed == must_fail, {gid: result.cells[gid][1] for gid in failed ^ must_fail}
+    assert failed == must_fail, {gid: result.cells[gid].message for gid in failed ^ must_fail}
     if note:
         assert any(note in line for line in result.notes), result.notes
     else:
@@ -158,5 +165,5 @@ def test_sandboxed_worker_sees_nothing_of_the_kit(tmp_path):
         "return np.maximum(X, 0.0)",
         f"return np.maximum(X, 0.0) * (2.0 if os.path.exists({str(SOURCE)!r}) else 1.0)")])
     submission = write_submission(tmp_path / "submission.ipynb", {"relu": probe})
-    assert verify(SOURCE, submission, tmp_path / "work", sandbox=True).cells["test_relu"] == (True, "")
-    assert verify(SOURCE, submission, tmp_path / "work2", sandbox=False).cells["test_relu"][0] is False
+    assert verify(SOURCE, submission, tmp_path / "work", sandbox=True).cells["test_relu"].passed is True
+    assert verify(SOURCE, submission, tmp_path / "work2", sandbox=False).cells["test_relu"].passed is False
