@@ -230,7 +230,7 @@ def _from_zip(archive, regex):
         relative = "/".join(PurePosixPath(entry.filename).parts[1 if strip else 0:])
         # Unix zips keep the file's mode in the high 16 bits; unzip would recreate a link from it.
         kind = stat.S_IFMT(entry.external_attr >> 16)
-        if _is_junk(relative):
+        if _is_junk(relative) or kind == stat.S_IFDIR:   # a folder entry whose name lacks the "/"
             skipped.append(relative)
         elif kind == stat.S_IFLNK:
             items.append(Rejected(_student_of(relative, regex), relative, f"{LINK} ({relative})"))

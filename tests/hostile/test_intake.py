@@ -159,6 +159,9 @@ def test_symlink_entries_in_a_zip_are_not_collected(course, tmp_path):
             link.create_system = 3                                  # made on Unix: the mode is honoured
             link.external_attr = (stat.S_IFLNK | 0o777) << 16
             z.writestr(link, "../../course/source/backprop/assignment.ipynb")  # a link's data is its target
+        folder = zipfile.ZipInfo("cy/notes")                      # a folder's mode, but no "/" at the end
+        folder.create_system, folder.external_attr = 3, (stat.S_IFDIR | 0o755) << 16
+        z.writestr(folder, "")
         z.writestr("cy/assignment.ipynb", GOOD)
         z.writestr("dee/assignment.ipynb", GOOD)
     before = tree(course.root)
@@ -170,6 +173,7 @@ def test_symlink_entries_in_a_zip_are_not_collected(course, tmp_path):
         "bob": "not collected: a link (bob)",
         "cy": "collected",
         "dee": "collected; not collected: a link (dee/extra.ipynb)",
+        "(other files)": "1 other files ignored (not notebooks, checkpoints or macOS metadata), e.g. cy/notes",
     }
     assert changed(before, tree(course.root)) == stored("cy", "dee")
     assert notebook_of(course, "cy") == notebook_of(course, "dee") == GOOD
@@ -210,8 +214,7 @@ def test_a_file_swapped_for_a_fifo_or_a_link_after_the_check_is_refused_not_open
 # --- size --------------------------------------------------------------------------------------
 
 def test_the_size_limit_holds_for_folders_before_anything_is_read(course, tmp_path, monkeypatch):
-    root = _write(tmp_path / "class", {"bob/assignment.ipynb": GOOD})
-    (root / "ada").mkdir()
+    root = _write(tmp_path / "class", {"bob/assignment.ipynb": GOOD, "ada/scratch.ipynb": GOOD})
     with open(root / "ada" / "assignment.ipynb", "wb") as big:   # sparse: 50 MB + 1 byte, costs no disk
         big.truncate(intake.MAX_NOTEBOOK_BYTES + 1)
     reads = []
@@ -221,7 +224,9 @@ def test_the_size_limit_holds_for_folders_before_anything_is_read(course, tmp_pa
 
     lines = run(root, course)
 
-    assert lines == {"ada": "not collected: ada/assignment.ipynb is larger than 50 MB", "bob": "collected"}
+    # ada's scratch notebook is not taken instead: grading the wrong notebook would be worse.
+    assert lines == {"ada": "not collected: ada/assignment.ipynb is larger than 50 MB (also found ada/scratch.ipynb)",
+                     "bob": "collected"}
     assert reads == ["bob"]                               # bob's only: ada's was refused from its size
     assert changed(before, tree(course.root)) == stored("bob")
 
@@ -245,6 +250,34 @@ def test_the_same_limit_for_folders_and_zips_exactly_at_the_boundary(course, tmp
     assert lines == {"ada": "not collected: ada/assignment.ipynb is larger than 1000 bytes", "bob": "collected"}
     assert changed(before, tree(course.root)) == stored("bob")
     assert notebook_of(course, "bob") == files["bob/assignment.ipynb"]
+
+
+def test_a_file_that_grows_after_it_was_listed_is_read_only_up_to_the_limit(course, tmp_path, monkeypatch):
+    """The size from listing is not trusted either: the read stops at limit + 1 bytes."""
+    monkeypatch.setattr(intake, "MAX_NOTEBOOK_BYTES", 1000)
+    root = _write(tmp_path / "class", {"ada/assignment.ipynb": GOOD, "bob/assignment.ipynb": GOOD})
+    real_from_folder, real_read_file = intake._from_folder, intake._read_file
+    returned = []
+
+    def listed_then_grown(folder, regex):
+        found = real_from_folder(folder, regex)
+        with open(folder / "ada" / "assignment.ipynb", "a") as grow:
+            grow.write(" " * 10_000)
+        return found
+
+    def measured(path):
+        return lambda limit: returned.append(len(data := real_read_file(path)(limit))) or data
+
+    monkeypatch.setattr(intake, "_from_folder", listed_then_grown)
+    monkeypatch.setattr(intake, "_read_file", measured)
+    before = tree(course.root)
+
+    with deadline():
+        lines = collect(root, course, echo=lambda *_: None)
+
+    assert lines == {"ada": "not collected: ada/assignment.ipynb is larger than 1000 bytes", "bob": "collected"}
+    assert returned == [1001, len(GOOD)]
+    assert changed(before, tree(course.root)) == stored("bob")
 
 
 # --- zips that lie or are damaged --------------------------------------------------------------
