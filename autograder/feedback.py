@@ -92,18 +92,43 @@ def _readable_forms(text):
 IMAGE_DATA = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=\s]*")
 
 
+URLSAFE = str.maketrans("+/", "-_")
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]*")
+
+
 def _base64_cores(line):
-    """Substrings that base64 of any text containing `line` must contain, at each of the 3 byte
-    alignments (the first and last 4-character groups also depend on neighbouring bytes: dropped)."""
-    cores = set()
-    data = line.encode()
+    """Substrings that base64 of any text containing `line` must contain, one for each of the 3
+    byte alignments: the first and last 4-character groups also depend on neighbouring bytes, so
+    they are dropped; a core always starts on a group boundary."""
+    cores = []
     for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + data).decode()
+        encoded = base64.b64encode(b"\0" * pad + line.encode()).decode()
         core = encoded[4 if pad else 0: len(encoded) - 4]
         if len(core) >= 12:
-            cores.add(core)
-            cores.add(core.translate(str.maketrans("+/", "-_")))  # URL-safe alphabet
+            cores.append(core)
     return cores
+
+
+def _in_base64(line, compact):
+    """Whether `compact` (text without whitespace) holds base64, standard or URL-safe, of text that
+    contains `line`. A core found is only a candidate: the groups around it are decoded and must
+    hold the whole line (a line that shares all but its last bytes with it is not it)."""
+    data = line.encode()
+    for core in _base64_cores(line):
+        for form, altchars in ((core, None), (core.translate(URLSAFE), b"-_")):
+            start = compact.find(form)
+            while start != -1:
+                before = compact[max(0, start - 4):start]
+                lo = start - len(before) if len(before) == 4 and BASE64_RUN.fullmatch(before) else start
+                chunk = BASE64_RUN.match(compact, lo, start + len(form) + 8).group()
+                chunk = chunk[: len(chunk) // 4 * 4]
+                try:
+                    if data in base64.b64decode(chunk, altchars=altchars):
+                        return True
+                except ValueError:  # binascii.Error: '=' inside the chunk, not base64 after all
+                    pass
+                start = compact.find(form, start + 1)
+    return False
 
 
 def leaked_lines(text, secrets):
@@ -113,7 +138,7 @@ def leaked_lines(text, secrets):
     leaked = []
     for line in secrets:
         wanted = _collapse(line)
-        if any(wanted in form for form in forms) or any(core in compact for core in _base64_cores(line)):
+        if any(wanted in form for form in forms) or _in_base64(line, compact):
             leaked.append(line)
     return sorted(leaked)
 
