@@ -82,7 +82,8 @@ def test_grades_json_has_per_cell_detail_and_status(graded_class):
     course, _, outcomes, _ = graded_class
     records = json.loads((course.root / "grades.json").read_text())["students"]
     assert records["alan"]["cells"]["test_sce_grad"] == {
-        "score": 0.0, "max_score": 3.0, "kind": "auto", "needs_manual_grade": False, "in_kernel": 0.0}
+        "score": 0.0, "max_score": 3.0, "kind": "auto", "needs_manual_grade": False, "status": "failed",
+        "in_kernel": "failed"}
     assert records["ada"]["cells"]["derivation"]["needs_manual_grade"] is True
     assert {r["status"] for r in records.values()} == {"graded"}
     assert all(outcome.ok and not outcome.tamper_cells for outcome in outcomes)
