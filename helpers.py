@@ -5,8 +5,10 @@ You do not need to change anything here, but you are welcome to read it. It has:
 - gradient checking: ``numerical_gradient``, ``rel_error``, ``check_gradient`` and the pieces
   behind it (``gradient_report``, ``diagnose_gradient``, ``format_check``);
 - assertions used by the notebook's tests: ``assert_gradient_close``, ``assert_close``,
-  ``assert_unchanged``, and ``quiet`` to keep harmless warnings out of the output;
-- ``init_params`` for the network's starting weights;
+  ``assert_unchanged``, structure checks (``assert_array``, ``assert_number``, ``assert_returns``,
+  ``assert_keys``, ``assert_history``), ``hint_on_shape_error``, and ``quiet`` to keep harmless
+  warnings out of the output;
+- ``init_params`` for the network's starting weights, ``toy_network`` for a small test problem;
 - ``load_mnist`` for the data and ``plot_history`` for the learning curves.
 
 Shapes follow the assignment: n samples, d input features, h hidden units, k classes.
@@ -119,6 +121,35 @@ def init_params(d, h, k, seed=0):
     return {"W1": W1, "b1": np.zeros(h), "W2": W2, "b2": np.zeros(k)}
 
 
+def toy_network(n=5, d=4, h=6, k=3, seed=0):
+    """A small problem that exercises every part of the network, for tests and gradient checks.
+
+    Inputs:
+    - n, d, h, k: ints, the sizes (keep n != d and h != k, so that a transposed matrix cannot
+      hide behind a matching shape).
+    - seed: int.
+
+    Returns (X, y, params):
+    - X: (n, d) standard normal; y: (n,) labels, every class present when n >= k.
+    - params: as init_params, but with nonzero biases (so decaying them would show), hidden unit 0
+      dead (Z1[:, 0] < -1 on every row, so its true gradients are exactly 0, which a missing ReLU
+      mask gets wrong), and every other pre-activation at least 0.05 from ReLU's kink at 0 (where
+      finite differences would be unreliable).
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = rng.permutation(np.arange(n) % k)
+    params = init_params(d, h, k, seed=seed)
+    params["b1"] = rng.normal(0.0, 0.5, size=h)
+    params["b2"] = rng.normal(0.0, 0.5, size=k)
+    Z1 = X @ params["W1"] + params["b1"]
+    params["b1"][0] -= Z1[:, 0].max() + 1.5
+    for j in range(1, h):
+        while np.abs(X @ params["W1"][:, j] + params["b1"][j]).min() < 0.05:
+            params["b1"][j] += 0.03
+    return X, y, params
+
+
 # ----------------------------------------------------------------------------------------------
 # Gradient checking
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +204,9 @@ def diagnose_gradient(numerical, analytical, n=None):
         if a.size == num.size and a.squeeze().shape == num.squeeze().shape:
             return (f"expected shape {num.shape}, got {a.shape}: "
                     "right entries, extra axis (keepdims?)")
+        if a.ndim == num.ndim + 1 and a.shape[1:] == num.shape:
+            return (f"expected shape {num.shape}, got {a.shape}: one row per sample; "
+                    "sum over the batch (axis=0)")
         return f"expected shape {num.shape}, got {a.shape}"
 
     if not np.isfinite(a).all():
@@ -251,6 +285,10 @@ def gradient_report(name, numerical, analytical, n=None, tol=1e-6):
       is judged against the gradient's scale instead. Real bugs are off by far more than that.
     """
     num = np.asarray(numerical, dtype=np.float64)
+    if analytical is not None and not isinstance(analytical, (np.ndarray, np.generic)):
+        # A list of the right numbers is still not what the optimiser's `params[name] -= lr * g` needs.
+        return GradientCheck(name, False, float("inf"), None, None, None,
+                             f"expected a numpy array of shape {num.shape}, got {_kind_of(analytical)}")
     try:
         a = None if analytical is None else np.asarray(analytical, dtype=np.float64)
     except (TypeError, ValueError):
@@ -273,13 +311,15 @@ def gradient_report(name, numerical, analytical, n=None, tol=1e-6):
     return GradientCheck(name, ok, worst, index, float(num[index]), float(a[index]), hint)
 
 
-def format_check(check):
+def format_check(check, truth="numerical"):
     """One line describing a GradientCheck, e.g.
 
     W1: max relative error 3.2e-09 at (3, 5): numerical 0.01234, analytical 0.01234  OK
 
     Inputs:
     - check: GradientCheck.
+    - truth: str, what the reference value is called: "numerical" (finite differences) or, when
+      a test compares with a value it knows, "expected".
 
     Returns:
     - str, one line, ending in OK, or in WRONG followed by the hint if there is one.
@@ -290,7 +330,7 @@ def format_check(check):
     if check.index is None:
         return f"{check.name}: {status}"
     return (f"{check.name}: max relative error {check.rel_error:.1e} at {check.index}: "
-            f"numerical {check.numerical:.4g}, analytical {check.analytical:.4g}  {status}")
+            f"{truth} {check.numerical:.4g}, analytical {check.analytical:.4g}  {status}")
 
 
 def check_gradient(f, params, grads, h=1e-6, tol=1e-6, n=None, verbose=True):
@@ -338,10 +378,10 @@ def check_gradient(f, params, grads, h=1e-6, tol=1e-6, n=None, verbose=True):
 # Assertions for tests
 # ----------------------------------------------------------------------------------------------
 
-def assert_gradient_close(name, numerical, analytical, n=None, tol=1e-6):
+def assert_gradient_close(name, numerical, analytical, n=None, tol=1e-6, truth="numerical"):
     """Fail with a readable message if an analytical gradient disagrees with a numerical one.
 
-    Inputs: as gradient_report.
+    Inputs: as gradient_report; `truth` as format_check.
 
     Returns:
     - GradientCheck, when the gradients agree.
@@ -351,7 +391,7 @@ def assert_gradient_close(name, numerical, analytical, n=None, tol=1e-6):
     """
     check = gradient_report(name, numerical, analytical, n=n, tol=tol)
     if not check.ok:
-        raise AssertionError(format_check(check))
+        raise AssertionError(format_check(check, truth))
     return check
 
 
@@ -397,6 +437,112 @@ def assert_close(what, actual, expected, rtol=1e-7, atol=1e-10):
                              f"expected {expected[i]:.10g}{count}")
 
 
+_KINDS = {"f": "floats", "i": "integers"}
+
+
+def assert_array(what, value, shape, kind="f"):
+    """Fail with a sentence unless `value` is a numpy array of this shape, kind and finite values.
+
+    Checked before any value is compared, so that nothing degenerate (None, a list, an empty or
+    a nan array) can pass a value check vacuously.
+
+    Inputs:
+    - what: str, names the value in messages, e.g. "softmax(Z)".
+    - value: what the function returned.
+    - shape: tuple of ints, the shape it must have.
+    - kind: "f" (floating point, all finite) or "i" (integers).
+
+    Returns:
+    - value, when it passes.
+    """
+    shape = tuple(int(s) for s in shape)
+    if not isinstance(value, np.ndarray):
+        raise AssertionError(f"{what}: expected a numpy array of shape {shape}, got {_kind_of(value)}")
+    if value.shape != shape:
+        raise AssertionError(f"{what}: expected shape {shape}, got {value.shape}")
+    if not (value.dtype.kind in "iu" if kind == "i" else value.dtype.kind == kind):
+        raise AssertionError(f"{what}: expected {_KINDS[kind]}, got dtype {value.dtype}")
+    if kind == "f" and not np.isfinite(value).all():
+        raise AssertionError(f"{what}: contains nan/inf at {_first(~np.isfinite(value))}")
+    return value
+
+
+def assert_number(what, value):
+    """Fail with a sentence unless `value` is one finite real number (a float, numpy's included)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, int, np.floating, np.integer)):
+        raise AssertionError(f"{what}: expected a number (a float), got {_kind_of(value)}")
+    if not np.isfinite(value):
+        raise AssertionError(f"{what}: expected a finite number, got {float(value)}")
+    return float(value)
+
+
+def assert_returns(what, value, names):
+    """Fail with a sentence unless `value` is a tuple of len(names) items; returns it.
+
+    Inputs:
+    - what: str, the function's name.
+    - value: what it returned.
+    - names: the items' names, e.g. ("loss", "dZ"), used in the message.
+    """
+    if not isinstance(value, (tuple, list)) or len(value) != len(names):
+        raise AssertionError(f"{what} should return a tuple ({', '.join(names)}), got {_kind_of(value)}")
+    return tuple(value)
+
+
+def assert_keys(what, value, keys):
+    """Fail with a sentence unless `value` is a dict with exactly these keys; returns it."""
+    keys = sorted(keys)
+    if not isinstance(value, dict):
+        raise AssertionError(f"{what}: expected a dict with keys {keys}, got {_kind_of(value)}")
+    if sorted(value) != keys:
+        missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys))
+        detail = "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                             f"unexpected {extra}" if extra else "") if part)
+        raise AssertionError(f"{what}: expected the keys {keys}, got {sorted(value)} ({detail})")
+    return value
+
+
+HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def assert_history(what, history, epochs=None):
+    """Fail with a sentence unless `history` is train's per-epoch record; returns its length.
+
+    A dict with exactly the keys HISTORY_KEYS, each a non-empty list of finite numbers, all of
+    the same length (`epochs`, when given); accuracies lie in [0, 1].
+    """
+    assert_keys(what, history, HISTORY_KEYS)
+    lengths = {}
+    for key in HISTORY_KEYS:
+        values = history[key]
+        if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) != 1:
+            raise AssertionError(f"{what}['{key}']: expected a list with one number per epoch, got {_kind_of(values)}")
+        lengths[key] = len(values)
+        for epoch, value in enumerate(values, start=1):
+            assert_number(f"{what}['{key}'] at epoch {epoch}", value)
+            if key.endswith("acc") and not 0.0 <= value <= 1.0:
+                raise AssertionError(f"{what}['{key}'] at epoch {epoch}: an accuracy lies in [0, 1], got {value}")
+    if len(set(lengths.values())) != 1:
+        raise AssertionError(f"{what}: every list should have one entry per epoch, got lengths {lengths}")
+    ran = lengths["val_acc"]
+    if ran == 0:
+        raise AssertionError(f"{what}: the lists are empty; append each epoch's losses and accuracies")
+    if epochs is not None and ran != epochs:
+        raise AssertionError(f"{what}: expected {epochs} epochs of history, got {ran}")
+    return ran
+
+
+def _kind_of(value):
+    """How a message names a value of the wrong kind: its type, and its shape for arrays."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return "None" if value is None else type(value).__name__
+
+
 def assert_unchanged(what, before, after):
     """Fail if a function changed an input in place.
 
@@ -430,6 +576,26 @@ def _first_change(before, after):
         return ""
     i = _first(~same) if before.ndim else ()
     return f"first change at index {i}: was {before[i].item()!r}, now {after[i].item()!r}"
+
+
+@contextlib.contextmanager
+def hint_on_shape_error(what, hint):
+    """Turn a shape mismatch raised inside a `with` block into an AssertionError with a hint.
+
+    The student's own traceback stays attached (chained), so the line that raised is still shown;
+    any other error passes through unchanged.
+
+    Inputs:
+    - what: str, the call being made, e.g. "loss_and_grad(X, y, params)".
+    - hint: str, what to check, e.g. "going back through a layer multiplies by W.T".
+    """
+    try:
+        yield
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if not any(word in text for word in ("matmul", "aligned", "broadcast", "shape")):
+            raise
+        raise AssertionError(f"{what} raised ValueError ({text[:200]}): {hint}") from exc
 
 
 @contextlib.contextmanager

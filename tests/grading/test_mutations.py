@@ -8,7 +8,12 @@ Every variant of autograder/variants.py is run through the notebook's test cells
 - a bug may cost points elsewhere only in cells whose function could call the buggy one;
 - the bugs the visible tests cannot see (answers hard-coded to them, ...) pass the visible tests alone,
   so it is the hidden tests that catch them;
-- the catalogue covers every bug kind and correct formulation that CONTRACT.md names.
+- no hidden check passes vacuously: the hidden blocks alone fail every degenerate return (None, empty
+  structures, zero-size or nan arrays, lists where an array is due, histories of the wrong length)
+  with a sentence, not a raw exception;
+- the catalogue covers every bug kind and correct formulation that CONTRACT.md names, and its small
+  bugs are edits of the reference solution that must apply exactly once.
+(tests/grading/test_validate_truth.py checks the visible tests alone against the misunderstandings.)
 """
 import contextlib
 import copy
@@ -31,7 +36,8 @@ from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions  # noqa: E40
 
 from autograder import testcells  # noqa: E402
 from autograder.variants import (  # noqa: E402
-    TEST_CELLS, UNTOUCHED, VARIANTS, make_submission, submission_codes)
+    CORRECT as CORRECT_KIND, DEGENERATE, GAMING, MISUNDERSTANDING, TEST_CELLS, UNTOUCHED, VARIANTS, apply_edits,
+    make_submission, submission_codes)
 
 SEEDS = range(20)
 SOURCE = testcells.read_notebook(ROOT / "assignment.ipynb")
@@ -49,6 +55,24 @@ def released(source_nb):
 
 # The test cells as students see them (every BEGIN/END HIDDEN TESTS region removed).
 VISIBLE_CELLS = testcells.test_cells(released(SOURCE))
+
+
+def hidden_only(source):
+    """The hidden blocks of a test cell alone (nbgrader's own delimiters), in order."""
+    clear = ClearHiddenTests()
+    kept, inside = [], False
+    for line in source.splitlines():
+        if clear.begin_test_delimeter in line:
+            inside = True
+        elif clear.end_test_delimeter in line:
+            inside = False
+        elif inside:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+# The test cells as the grader's hidden checks alone: the kit and every hidden block, no visible code.
+HIDDEN_CELLS = [(gid, points, hidden_only(source)) for gid, points, source in CELLS]
 
 BUGS = [name for name, variant in VARIANTS.items() if variant.must_fail]
 CORRECT = [name for name, variant in VARIANTS.items() if not variant.must_fail]
@@ -68,6 +92,7 @@ CONTRACT_BUG_KINDS = {
     "bias gradient averaged or not summed over the batch": ["bias_grad_mean", "bias_grad_not_summed"],
     "W instead of Wᵀ": ["w2_not_transposed", "weight_grads_transposed"],
     "answers hard-coded to the visible tests": ["softmax_hardcoded", "forward_hardcoded"],
+    "structure before values: degenerate returns": [name for name, v in VARIANTS.items() if v.kind == DEGENERATE],
     "in-place modification of the input": ["softmax_inplace", "relu_inplace", "loss_and_grad_modifies_params",
                                            "softmax_steers_inputs", "predict_steers_inputs"],
 }
@@ -76,9 +101,10 @@ CONTRACT_CORRECT_KINDS = {
     "per-row loop": ["loss_and_grad_per_row_loop"],
     "log-sum-exp / einsum formulations": ["sce_logsumexp", "softmax_logsumexp", "einsum"],
 }
-# Bugs the visible tests do not see: they pass the visible part of every test cell.
-VISIBLE_BLIND = ["softmax_hardcoded", "forward_hardcoded", "softmax_global_max_shift",
-                 "weight_decay_on_biases", "train_returns_last_params", "train_no_early_stopping"]
+# Bugs the visible tests do not see: they pass the visible part of every test cell. Only gaming
+# (answers hard-coded to the visible tests, steering the arguments) may; every misunderstanding must
+# fail a visible test (test_validate_truth.py).
+VISIBLE_BLIND = [name for name, variant in VARIANTS.items() if variant.kind == GAMING]
 
 # Which test cells judge each student function, and which student functions each may call (in the
 # reference or in a plausible student's version): a bug in f can cost points in the cells of f and
@@ -119,13 +145,14 @@ _compile = functools.lru_cache(maxsize=None)(compile)
 
 
 @functools.lru_cache(maxsize=None)
-def run(name, seed, visible_only=False):
+def run(name, seed, visible_only=False, hidden_only=False):
     """Variant `name`'s submission through the test cells at grader seed `seed` (cached)."""
+    cells = VISIBLE_CELLS if visible_only else HIDDEN_CELLS if hidden_only else CELLS
     with mock.patch.object(testcells, "compile", _compile, create=True):
         namespace, load_errors = testcells.load_namespace(SETUP, submission_codes(SOURCE, VARIANTS[name]))
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(io.StringIO()) as err:
             warnings.simplefilter("always")
-            results = testcells.run_test_cells(namespace, VISIBLE_CELLS if visible_only else CELLS, seed)
+            results = testcells.run_test_cells(namespace, cells, seed)
     escaped = [f"{w.category.__name__}: {w.message}" for w in caught]
     return Run(results, load_errors, escaped, err.getvalue())
 
@@ -169,11 +196,41 @@ def test_catalogue_is_well_formed():
     for name, variant in VARIANTS.items():
         assert variant.name == name
         assert variant.description and "\n" not in variant.description, f"{name}: description must be one line"
-        assert set(variant.code) <= solution_ids, f"{name} replaces unknown cells {set(variant.code) - solution_ids}"
+        assert set(variant.changes) <= solution_ids, f"{name} changes unknown cells {set(variant.changes) - solution_ids}"
         assert variant.must_fail <= TEST_CELLS, f"{name}: unknown test cells {variant.must_fail - TEST_CELLS}"
+        assert variant.kind in (UNTOUCHED, MISUNDERSTANDING, GAMING, DEGENERATE, CORRECT_KIND), f"{name}: kind {variant.kind!r}"
+        assert (variant.kind == CORRECT_KIND) == (not variant.must_fail), f"{name}: a {variant.kind} with must_fail {variant.must_fail}"
+        assert bool(variant.hint) == (variant.kind == MISUNDERSTANDING), \
+            f"{name}: a misunderstanding, and only one, names the hint its visible failure must show"
         for gid, code in variant.code.items():
             compile(code, f"<{name}: {gid}>", "exec")
-    assert len(BUGS) >= 12 and len(CORRECT) >= 5
+            assert code != testcells.reference_solutions(SOURCE)[gid], f"{name}: its edit of {gid} changes nothing"
+    kinds = {kind: sum(v.kind == kind for v in VARIANTS.values()) for kind in (MISUNDERSTANDING, GAMING, DEGENERATE)}
+    assert len(BUGS) >= 12 and len(CORRECT) >= 5 and kinds[DEGENERATE] >= 10, kinds
+
+
+def test_edits_must_apply_exactly_once():
+    """A variant's (old, new) edit of the reference fails loudly when `old` is gone or ambiguous."""
+    assert apply_edits("a = 1\nb = 2\n", [("b = 2", "b = 3")], "here") == "a = 1\nb = 3\n"
+    with pytest.raises(ValueError, match=r"here: 'c = 3' occurs 0 times"):
+        apply_edits("a = 1\n", [("c = 3", "c = 4")], "here")
+    with pytest.raises(ValueError, match=r"occurs 2 times"):
+        apply_edits("x = 1\nx = 1\n", [("x = 1", "x = 2")], "here")
+    bad = VARIANTS["dz_missing_1_over_n"]._replace(changes={"softmax_cross_entropy": [("dZ /= n_samples", "")]})
+    with pytest.raises(ValueError, match="dz_missing_1_over_n.*occurs 0 times"):
+        submission_codes(SOURCE, bad)
+
+
+def test_variants_py_repeats_no_run_of_six_lines():
+    """Small bugs are edits of the reference, not copies of it: no six lines appear twice in a row."""
+    path = ROOT / "autograder" / "variants.py"
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    seen = {}
+    for i in range(len(lines) - 5):
+        window = tuple(lines[i:i + 6])
+        assert window not in seen, f"variants.py repeats these six lines: {window}"
+        seen[window] = i
 
 
 def test_catalogue_covers_every_contract_kind():
@@ -247,6 +304,30 @@ def test_noisy_variant_really_warns():
         namespace["softmax_cross_entropy"](Z, np.array([1, 0]))
     categories = {w.category for w in caught}
     assert {RuntimeWarning, DeprecationWarning} <= categories, f"warnings seen: {categories}"
+
+
+@pytest.mark.parametrize("name", [n for n, v in VARIANTS.items() if v.kind == DEGENERATE])
+def test_hidden_checks_alone_fail_every_degenerate_return(name):
+    """Structure before values: the hidden blocks alone (the kit, no visible code) fail every degenerate
+    return in every cell it must lose, with an assertion sentence, never a raw exception."""
+    variant = VARIANTS[name]
+    problems = []
+    for seed in SEEDS[:5]:
+        results = run(name, seed, hidden_only=True).results
+        for gid in sorted(variant.must_fail):
+            passed, message = results[gid]
+            if passed:
+                problems.append(f"seed {seed}: the hidden checks of {gid} pass it")
+            elif not message.startswith("AssertionError: "):
+                problems.append(f"seed {seed}: {gid} fails with a raw exception, not a sentence: {message[:200]}")
+    assert not problems, f"degenerate variant {name!r} ({variant.description}):\n" + "\n".join(problems)
+
+
+def test_hidden_checks_alone_pass_the_reference():
+    """The control for the test above: the hidden blocks alone pass the reference solution."""
+    for seed in SEEDS[:5]:
+        failed = {gid: m for gid, (passed, m) in run("perfect", seed, hidden_only=True).results.items() if not passed}
+        assert not failed, f"seed {seed}: {failed}"
 
 
 @pytest.mark.parametrize("name", VISIBLE_BLIND)

@@ -25,9 +25,9 @@ if str(ROOT) not in sys.path:
 
 import helpers  # noqa: E402
 from helpers import (  # noqa: E402
-    GradientCheck, assert_close, assert_gradient_close, assert_unchanged, check_gradient,
-    diagnose_gradient, format_check, gradient_report, init_params, load_mnist,
-    numerical_gradient, quiet, rel_error,
+    GradientCheck, assert_array, assert_close, assert_gradient_close, assert_history, assert_keys, assert_number,
+    assert_returns, assert_unchanged, check_gradient, diagnose_gradient, format_check, gradient_report,
+    hint_on_shape_error, init_params, load_mnist, numerical_gradient, quiet, rel_error, toy_network,
 )
 
 
@@ -338,6 +338,91 @@ def test_assert_close_passes_and_reports_shape_nan_value_type():
         assert_close("x", "abc", expected)
     with pytest.raises(AssertionError, match="got 2.6, expected 2.5"):
         assert_close("loss", 2.6, 2.5)
+
+
+def test_assert_array_checks_type_shape_kind_and_finiteness_before_values():
+    good = np.ones((2, 3))
+    assert assert_array("P", good, (2, 3)) is good
+    assert_array("labels", np.array([1, 2]), (2,), kind="i")
+    cases = [(None, r"^P: expected a numpy array of shape \(2, 3\), got None$"),
+             (good.tolist(), r"got a list of length 2$"),
+             (tuple(good), r"got a tuple of length 2$"),
+             (np.empty((0, 3)), r"^P: expected shape \(2, 3\), got \(0, 3\)$"),
+             (good.T, r"expected shape \(2, 3\), got \(3, 2\)"),
+             (np.ones((2, 3), dtype=int), r"^P: expected floats, got dtype int64$"),
+             (np.full((2, 3), np.nan), r"^P: contains nan/inf at \(0, 0\)$")]
+    for value, message in cases:
+        with pytest.raises(AssertionError, match=message):
+            assert_array("P", value, (2, 3))
+    with pytest.raises(AssertionError, match="expected integers, got dtype float64"):
+        assert_array("labels", np.array([1.0, 2.0]), (2,), kind="i")
+
+
+def test_assert_number_returns_and_keys():
+    assert assert_number("loss", np.float64(1.5)) == 1.5 and assert_number("loss", np.array(2.0)) == 2.0
+    for value, message in ((None, "got None"), ([1.0], "got a list of length 1"), (True, "got bool"),
+                           (float("nan"), "expected a finite number, got nan"), (np.inf, "got inf")):
+        with pytest.raises(AssertionError, match=message):
+            assert_number("loss", value)
+    assert assert_returns("f", (1, 2), ("a", "b")) == (1, 2)
+    for value in (None, (1,), (1, 2, 3), {"a": 1, "b": 2}):
+        with pytest.raises(AssertionError, match=r"^f should return a tuple \(a, b\), got "):
+            assert_returns("f", value, ("a", "b"))
+    assert_keys("grads", {"W": 1, "b": 2}, ("b", "W"))
+    with pytest.raises(AssertionError, match=r"got \[\] \(missing \['W', 'b'\]\)$"):
+        assert_keys("grads", {}, ("W", "b"))
+    with pytest.raises(AssertionError, match=r"missing \['b'\]; unexpected \['c'\]"):
+        assert_keys("grads", {"W": 1, "c": 2}, ("W", "b"))
+    with pytest.raises(AssertionError, match="expected a dict with keys \\['W', 'b'\\], got a list of length 2"):
+        assert_keys("grads", [1, 2], ("W", "b"))
+
+
+def test_assert_history():
+    history = {"train_loss": [1.0, 0.5], "train_acc": [0.5, 0.75], "val_loss": [1.1, 0.6], "val_acc": [0.4, 0.7]}
+    assert assert_history("h", history) == 2 and assert_history("h", history, epochs=2) == 2
+    cases = [({}, "expected the keys"),
+             ({key: [] for key in history}, "the lists are empty"),
+             ({**history, "val_acc": [0.7]}, "one entry per epoch"),
+             ({**history, "val_loss": [np.nan, 0.5]}, r"h\['val_loss'\] at epoch 1: expected a finite number"),
+             ({**history, "train_acc": [0.5, 75.0]}, r"an accuracy lies in \[0, 1\]"),
+             ({**history, "val_acc": 0.7}, "expected a list with one number per epoch, got float")]
+    for value, message in cases:
+        with pytest.raises(AssertionError, match=message):
+            assert_history("h", value)
+    with pytest.raises(AssertionError, match="expected 3 epochs of history, got 2"):
+        assert_history("h", history, epochs=3)
+
+
+def test_hint_on_shape_error_names_the_fix_and_keeps_the_cause():
+    with pytest.raises(AssertionError, match=r"^f\(\) raised ValueError \(matmul: .*\): use W.T$") as err:
+        with hint_on_shape_error("f()", "use W.T"):
+            np.ones((2, 3)) @ np.ones((2, 3))
+    assert isinstance(err.value.__cause__, ValueError)  # the student's own traceback stays attached
+    with pytest.raises(ValueError, match="unrelated"):  # not a shape error: passes through unchanged
+        with hint_on_shape_error("f()", "use W.T"):
+            raise ValueError("unrelated")
+
+
+def test_toy_network_has_nonzero_biases_a_dead_unit_and_no_kinks():
+    X, y, params = toy_network(n=5, d=4, h=6, k=3, seed=1)
+    assert X.shape == (5, 4) and set(y) == {0, 1, 2}
+    assert {name: value.shape for name, value in params.items()} == {"W1": (4, 6), "b1": (6,), "W2": (6, 3), "b2": (3,)}
+    assert np.all(params["b1"] != 0) and np.all(params["b2"] != 0)
+    Z1 = X @ params["W1"] + params["b1"]
+    assert np.all(Z1[:, 0] < -1), "hidden unit 0 should be dead on every row"
+    assert np.abs(Z1).min() >= 0.05, "pre-activations should stay away from ReLU's kink"
+    again = toy_network(n=5, d=4, h=6, k=3, seed=1)
+    assert all(np.array_equal(params[name], again[2][name]) for name in params)
+
+
+def test_gradient_report_rejects_lists_and_names_a_per_sample_gradient():
+    g = np.array([0.5, -0.25, 1.0])
+    listed = gradient_report("b", g, g.tolist())
+    assert not listed.ok and listed.hint == "expected a numpy array of shape (3,), got a list of length 3"
+    rows = gradient_report("b", g, np.tile(g / 4, (4, 1)), n=4)
+    assert not rows.ok and "one row per sample; sum over the batch (axis=0)" in rows.hint
+    with pytest.raises(AssertionError, match=r"expected 0.5, analytical 1 .*twice too large"):
+        assert_gradient_close("b", g, 2 * g, truth="expected")
 
 
 def test_assert_unchanged():
