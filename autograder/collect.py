@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from .course import NOTEBOOK, Course, CourseError
+from .course import NOTEBOOK, Course, CourseError, reserved_id
 
 # LMS downloads name files "<student>_<anything>.ipynb" (nbgrader's zip_collect default is alike).
 DEFAULT_PATTERN = r"^(?P<student_id>[^_/\\]+)"
@@ -33,34 +33,9 @@ MAX_NOTEBOOK_BYTES = 50 * 2**20
 # per student beside a `gradebook.db` copy and `<id>-verify` folders. A student called
 # "gradebook.db" or "ada-verify" would put their folder where the grader's own file or another
 # student's verification goes. Compared case-insensitively: macOS and Windows file systems are.
-RESERVED_NAMES = frozenset({
-    # the course root (the kit's files and nbgrader's)
-    "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
-    "grades.csv", "grades.json", "reports", "exchange",
-    # nbgrader's step folders and the folders of its exchange and zip_collect
-    "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
-    "inbound", "outbound", "downloaded", "extracted", "archive",
-})
-# SQLite keeps "gradebook.db-journal" / "-wal" / "-shm" beside the gradebook.
-RESERVED_PREFIXES = ("gradebook.db",)
-RESERVED_SUFFIXES = ("-verify",)
-
 # Why an item is not collected, shown as "not collected: a link (ada/assignment.ipynb)".
 LINK = "a link"
 SPECIAL = "not a regular file"
-
-
-def reserved_id(student):
-    """Why `student` cannot be used as a student id because the grader uses that name, or ""."""
-    name = student.casefold()
-    if name.startswith("."):
-        return f"{student!r} starts with a dot, as the grader's hidden and staging folders do"
-    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
-        return f"{student!r} is a name the grader uses"
-    for suffix in RESERVED_SUFFIXES:
-        if name.endswith(suffix):
-            return f"{student!r} ends in {suffix!r}, as the grader's own folders do"
-    return ""
 
 
 class Refused(Exception):

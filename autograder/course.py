@@ -133,6 +133,31 @@ class Course:
             raise CourseError(f"{self.root} is not a released course: run `python -m autograder release` first")
 
 
+RESERVED_NAMES = frozenset({
+    # the course root (the kit's files and nbgrader's)
+    "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
+    "grades.csv", "grades.json", "reports", "exchange",
+    # nbgrader's step folders and the folders of its exchange and zip_collect
+    "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
+    "inbound", "outbound", "downloaded", "extracted", "archive",
+})
+# SQLite keeps "gradebook.db-journal" / "-wal" / "-shm" beside the gradebook.
+RESERVED_PREFIXES = ("gradebook.db",)
+RESERVED_SUFFIXES = ("-verify",)
+
+def reserved_id(student):
+    """Why `student` cannot be used as a student id because the grader uses that name, or ""."""
+    name = student.casefold()
+    if name.startswith("."):
+        return f"{student!r} starts with a dot, as the grader's hidden and staging folders do"
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return f"{student!r} is a name the grader uses"
+    for suffix in RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"{student!r} ends in {suffix!r}, as the grader's own folders do"
+    return ""
+
+
 class CourseError(Exception):
     """A problem the instructor can fix, with a one-line message that says how."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from . import jobs
-from .course import ASSIGNMENT, NOTEBOOK, Course, CourseError, failure_line, open_api
+from .course import ASSIGNMENT, NOTEBOOK, Course, CourseError, failure_line, open_api, reserved_id
 from .results import STATUS_FILE
 from .reverify import METADATA_KEY
 from .seeds import SECRET_FILE, ensure_secret
@@ -68,7 +68,9 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
     students = list(students) if students else submitted
     for student in [s for s in students if s not in submitted]:
         echo(f"{student}: no submission at {course.notebook(course.submitted(student))}; skipped")
-    students = [s for s in students if s in submitted]
+    for student in [s for s in students if reserved_id(s)]:  # a folder made by hand under submitted/
+        echo(f"{student}: not graded: {reserved_id(student)}; rename the folder under submitted/")
+    students = [s for s in students if s in submitted and not reserved_id(s)]
     if not students:
         echo("nothing to grade: run `python -m autograder collect PATH` first")
         return []
