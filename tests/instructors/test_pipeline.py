@@ -1,7 +1,9 @@
 """The instructor's workflow end to end on the bundled sample class: release → collect (a folder
 and an LMS zip) → grade → feedback → export → report, then re-grades and plain nbgrader."""
 import csv
+import html
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,11 +14,10 @@ from autograder.collect import collect
 from autograder.course import Course
 from autograder.demo import SAMPLE_CLASS, write_sample_class
 from autograder.export import export
-from autograder.feedback import feedback, hidden_lines
+from autograder.feedback import course_secrets, feedback, leaked_lines
 from autograder.grade import grade
 from autograder.release import release
 from autograder.report import report
-from autograder.testcells import read_notebook
 from conftest import sandbox_ok
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
@@ -97,17 +98,24 @@ def test_feedback_names_each_test_with_its_message_and_hint(graded_class):
     assert "test_softmax passed" in alan
     linus = pages["linus"].read_text()
     assert "test_train failed: NotImplementedError" in linus
+    for student, page in pages.items():  # the header's total is the gradebook's (manual answers: 0 so far)
+        total = sum(points for cell, points in POINTS.items() if cell not in LOST[student])
+        assert f"<h4>assignment (Score: {float(total)} / 30.0)</h4>" in page.read_text(), student
 
 
 def test_no_feedback_file_contains_a_hidden_test_line(graded_class):
     course, _, _, pages = graded_class
-    secrets = hidden_lines(read_notebook(course.notebook(course.source)))
+    secrets = course_secrets(course)
     assert len(secrets) > 50  # the scan looks for something real
     for student, page in pages.items():
         text = page.read_text()
-        leaked = [line for line in secrets if line in text]
+        # through the markup too: syntax highlighting splits a code line into spans
+        seen = html.unescape(re.sub(r"<[^>]*>", "", text))
+        leaked = [line for line in secrets if line in seen]
         assert not leaked, f"{student}'s feedback shows hidden lines: {leaked[:3]}"
+        assert leaked_lines(text, secrets) == []
         assert "BEGIN HIDDEN" not in text and "_grader_rng" not in text
+        assert sorted(p.name for p in page.parent.iterdir()) == ["assignment.html"], student
 
 
 def test_report_draws_both_plots_and_the_table(graded_class):
