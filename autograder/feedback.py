@@ -19,7 +19,7 @@ from traitlets.config import Config
 from .course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
 from .testcells import read_notebook
 
-BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
 
 # How nbgrader's GenerateFeedback must be configured for trusted pages. The course's nbgrader_config.py
 # says the same (so `nbgrader generate_feedback` and the formgrader agree); the kit's verb passes it

@@ -317,8 +317,12 @@ class TrustedFeedback(NbGraderPreprocessor):
         if not submitted.is_file():
             raise ValueError(f"no submitted notebook at {submitted}: feedback is built from it")
         grades = gradebook_grades(info["db_url"], notebook, assignment, student)
-        trusted = trusted_notebook(nbformat.read(str(submitted), as_version=4),
-                                   nbformat.read(str(source), as_version=4), grader_verdicts(nb), grades)
+        submitted_nb = nbformat.read(str(submitted), as_version=4)
+        changed = changed_answers(submitted_nb, nb)
+        if changed:
+            raise ValueError(f"{student}'s submission changed since it was graded (cell {changed[0]}): "
+                             "grade it again first")
+        trusted = trusted_notebook(submitted_nb, nbformat.read(str(source), as_version=4), grader_verdicts(nb), grades)
         _empty_folder(Path(coursedir.format_path(coursedir.feedback_directory, student, assignment)), root)
         return trusted, resources
 
@@ -331,6 +335,21 @@ class TrustedFeedback(NbGraderPreprocessor):
                 return node.coursedir
             node = getattr(node, "parent", None)
         raise ValueError("TrustedFeedback runs only inside nbgrader's GenerateFeedback")
+
+
+def changed_answers(submitted_nb, autograded_nb):
+    """grade_ids of the solution cells whose code differs between the submission and the notebook
+    that was graded (the student was collected again but not re-graded): verdicts of one notebook
+    must not be shown next to another's code."""
+    def answers(nb):
+        found = {}
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("solution") and meta.get("grade_id"):
+                found.setdefault(meta["grade_id"], cell.get("source", ""))
+        return found
+    graded = answers(autograded_nb)
+    return [gid for gid, source in answers(submitted_nb).items() if gid in graded and graded[gid] != source]
 
 
 def _empty_folder(folder, root):

@@ -220,6 +220,14 @@ def fb(released_course, tmp_path_factory):
     graded.metadata["autograder"] = _record({})
     _add_student(course, "honest", honest, graded, _full())
 
+    # Collected again after grading, not re-graded: its code is not what the verdicts are about.
+    changed = _perfect(course)
+    graded = _what_a_hostile_run_leaves(changed, secrets)
+    graded.metadata["autograder"] = _record({})
+    _add_student(course, "changed", changed, graded, _full())
+    _cell(changed, "relu").source = "def relu(X):\n    return X * (X > 0)"
+    nbformat.write(changed, str(course.notebook(course.submitted("changed"))))
+
     secret = _unique_secret(secrets)
     for how in LEAKS:
         nb = _leaking(course, secret, how)
@@ -371,6 +379,13 @@ def test_a_page_that_shows_a_hidden_line_is_withheld(fb, how):
     assert not (course.feedback(student) / f"{NOTEBOOK}.html").exists()
     assert f"{student}: feedback withheld: the page showed 1 hidden-test line (e.g. {secret[:60]!r}); " \
            "nothing handed out" in lines
+
+
+def test_a_submission_changed_since_grading_gets_no_page(fb):
+    course, _, _, pages, lines = fb
+    assert pages["changed"] is None and not course.feedback("changed").exists()
+    assert "changed: no feedback: ValueError: changed's submission changed since it was graded (cell relu): " \
+           "grade it again first" in lines
 
 
 def test_honest_pages_are_not_withheld(fb):
