@@ -317,7 +317,8 @@ class Jail:
                 except psutil.Error:
                     pass
             if total > self.memory_bytes:
-                self.killed_for = f"memory: {total >> 20} MiB resident above the {self.memory_bytes >> 20} MiB limit"
+                self.killed_for = (f"the {self.memory_bytes >> 20} MiB memory limit "
+                                   f"({total >> 20} MiB resident)")
                 _kill_tree(tree)
                 return
 

@@ -40,12 +40,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import resource
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 
 import zmq
@@ -427,6 +429,26 @@ class CappedKernelClient(AsyncKernelClient):
     def _default_capped_context(self):
         self._created_context = True
         return _capped_context(self.parent)
+
+    async def reconnect_iopub(self, timeout=5.0):
+        """Open a fresh iopub socket; True once it receives again.
+
+        libzmq drops a connection that sent an oversized frame and does not reconnect it (a
+        protocol error), so every later output would be lost.  A new SUB socket also misses what
+        is published before its subscription reaches the kernel: kernel_info requests make the
+        kernel publish until one arrives."""
+        if self._iopub_channel is not None:
+            self._iopub_channel.close()
+            self._iopub_channel = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.kernel_info()
+            try:
+                await self.iopub_channel.get_msg(timeout=0.2)
+                return True
+            except queue.Empty:
+                continue
+        return False
 
 
 class SandboxedKernelManager(AsyncKernelManager):
