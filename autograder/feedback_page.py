@@ -22,6 +22,7 @@ verb, `nbgrader generate_feedback` and the formgrader's feedback button all buil
 import base64
 import binascii
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -197,8 +198,7 @@ def safe_outputs(outputs, budget):
                     new.execution_count = None
         if new is None:
             continue
-        size = len(nbformat.writes(new_notebook(cells=[new_code_cell(outputs=[new])])))
-        if not budget.take(size):
+        if not budget.take(len(json.dumps(new))):
             kept.append(new_output("stream", name="stdout", text=(
                 "(output not shown: this page already shows as much output as it can)\n")))
             break
@@ -268,14 +268,19 @@ def trusted_notebook(submitted_nb, source_nb, verdicts, grades):
 def _graded_cell(release, submitted, verdicts, grades, budget):
     meta = copy.deepcopy(release.metadata["nbgrader"])
     gid = meta["grade_id"]
+    attachments = {}
     if meta.get("solution") and submitted is not None:
-        source = _cap(submitted.get("source", ""))
+        source = _student_source(submitted, budget)
         outputs = submitted.get("outputs", []) if release.cell_type == "code" else []
+        attachments = safe_attachments(submitted, budget)
     else:
         source = release.source
         outputs = submitted.get("outputs", []) if submitted is not None and release.cell_type == "code" else []
     if release.cell_type == "markdown":
-        return new_markdown_cell(source=source, metadata={"nbgrader": meta})
+        cell = new_markdown_cell(source=source, metadata={"nbgrader": meta})
+        if attachments:
+            cell.attachments = attachments
+        return cell
     if is_test(meta):
         line, passed = verdict_line(gid, verdicts.get(gid), grades.get(gid))
         if submitted is None:
@@ -287,10 +292,35 @@ def _graded_cell(release, submitted, verdicts, grades, budget):
 
 
 def _student_cell(cell, budget):
-    source = _cap(cell.get("source", ""))
+    source = _student_source(cell, budget)
     if cell.get("cell_type") == "code":
         return new_code_cell(source=source, outputs=safe_outputs(cell.get("outputs", []), budget))
-    return new_markdown_cell(source=source)
+    new = new_markdown_cell(source=source)
+    attachments = safe_attachments(cell, budget) if cell.get("cell_type") == "markdown" else {}
+    if attachments:
+        new.attachments = attachments
+    return new
+
+
+def _student_source(cell, budget):
+    """The student's cell source, capped; sources count against the page's budget like outputs
+    (ten thousand long cells must not make a 200 MB page)."""
+    source = _cap(cell.get("source", ""))
+    return source if budget.take(len(source)) else "(cell not shown: this page already shows as much as it can)"
+
+
+def safe_attachments(cell, budget):
+    """A Markdown cell's pasted images (a photo of a derivation), PNG/JPEG with plain base64 only."""
+    kept = {}
+    attachments = cell.get("attachments")
+    for name, bundle in (attachments.items() if isinstance(attachments, dict) else []):
+        for mime in ("image/png", "image/jpeg"):
+            value = bundle.get(mime) if isinstance(bundle, dict) else None
+            if isinstance(value, str) and len(value) <= MAX_IMAGE and BASE64.match(value) and _decodes(value) \
+                    and budget.take(len(value)):
+                kept[str(name)] = {mime: value}
+                break
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +429,7 @@ def sanitize_html(html):
 
 @pass_context
 def markdown2html(context, source):
-    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    from nbconvert.filters.markdown_mistune import InvalidNotebook, IPythonRenderer, MarkdownWithMath
 
     cell = context.get("cell", {}) or {}
     # Attachments are the student's; only images whose data is plain base64 are kept.
@@ -410,6 +440,16 @@ def markdown2html(context, source):
             if isinstance(value, str) and len(value) <= MAX_IMAGE and BASE64.match(value):
                 attachments[name] = {mime: value}
                 break
-    renderer = IPythonRenderer(escape=False, attachments=attachments, embed_images=False,
-                               exclude_anchor_links=True)
-    return sanitize_html(MarkdownWithMath(renderer=renderer).render(str(source)))
+    def render(text):
+        renderer = IPythonRenderer(escape=False, attachments=attachments, embed_images=False,
+                                   exclude_anchor_links=True)
+        return MarkdownWithMath(renderer=renderer).render(text)
+
+    # An image naming an attachment dropped above (or never there) would stop nbconvert: no image instead.
+    source = re.sub(r"attachment:([^\s)\"'>]*)",
+                    lambda m: m[0] if m[1] in attachments else f"dropped-{m[0]}", str(source))
+    try:
+        rendered = render(source)
+    except InvalidNotebook:  # whatever else nbconvert refuses: the text without attachments
+        rendered = render(source.replace("attachment:", "dropped-attachment:"))
+    return sanitize_html(rendered)

