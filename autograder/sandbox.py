@@ -500,6 +500,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.transport = "ipc"
         self.cache_ports = False
         self.jail = None
+        self._jail_finalizer = None
         self._sandbox_dir = None
         self._sandbox_finalizer = None
 
@@ -581,7 +582,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.jail.watch(self.provisioner.pid)
 
     def _close_jail(self):
-        finalizer = getattr(self, "_jail_finalizer", None)
+        finalizer = self._jail_finalizer
         if finalizer is not None:
             finalizer()  # jail.close(), once
             self._jail_finalizer = None
