@@ -71,6 +71,14 @@ def is_test(meta):
     return bool(meta.get("grade")) and not meta.get("solution")
 
 
+def submitted_grade_id(cell):
+    """The grade_id a submitted cell claims, or None; its metadata is the student's, of any shape."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    gid = meta.get("grade_id") if isinstance(meta, dict) else None
+    return gid if isinstance(gid, str) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # (c) verdicts and (d) scores
 
@@ -122,8 +130,8 @@ def verdict_line(gid, verdict, grade):
     gradebook is what counts, so a record that disagrees with it (or none at all) gives the generic line.
     """
     score, max_score, auto, manual = grade if grade else (0.0, 0.0, None, None)
-    if verdict is not None and grade is not None and auto is not None \
-            and abs(float(verdict.get("score", -1)) - auto) < 1e-9:
+    recorded = verdict.get("score") if verdict is not None else None
+    if isinstance(recorded, (int, float)) and auto is not None and abs(recorded - auto) < 1e-9:
         status, message = verdict["status"], _one_line(verdict.get("message"))
         if status == "passed":
             line = f"{gid} passed"
@@ -240,7 +248,7 @@ def trusted_notebook(submitted_nb, source_nb, verdicts, grades):
     budget = Budget()
     placed, rows = set(), []  # rows: (source position or None, cell)
     for cell in submitted_nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        gid = submitted_grade_id(cell)
         release = released.get(gid)
         if release is not None and gid not in placed and release.cell_type == cell.get("cell_type"):
             placed.add(gid)
@@ -348,11 +356,12 @@ class TrustedFeedback(NbGraderPreprocessor):
             raise ValueError(f"no submitted notebook at {submitted}: feedback is built from it")
         grades = gradebook_grades(info["db_url"], notebook, assignment, student)
         submitted_nb = nbformat.read(str(submitted), as_version=4)
-        changed = changed_answers(submitted_nb, nb)
+        source_nb = nbformat.read(str(source), as_version=4)
+        changed = changed_answers(submitted_nb, nb, source_nb)
         if changed:
             raise ValueError(f"{student}'s submission changed since it was graded (cell {changed[0]}): "
                              "grade it again first")
-        trusted = trusted_notebook(submitted_nb, nbformat.read(str(source), as_version=4), grader_verdicts(nb), grades)
+        trusted = trusted_notebook(submitted_nb, source_nb, grader_verdicts(nb), grades)
         _empty_folder(Path(coursedir.format_path(coursedir.feedback_directory, student, assignment)), root)
         return trusted, resources
 
@@ -367,19 +376,21 @@ class TrustedFeedback(NbGraderPreprocessor):
         raise ValueError("TrustedFeedback runs only inside nbgrader's GenerateFeedback")
 
 
-def changed_answers(submitted_nb, autograded_nb):
+def changed_answers(submitted_nb, autograded_nb, source_nb):
     """grade_ids of the solution cells whose code differs between the submission and the notebook
     that was graded (the student was collected again but not re-graded): verdicts of one notebook
     must not be shown next to another's code."""
     def answers(nb):
         found = {}
         for cell in nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("solution") and meta.get("grade_id"):
-                found.setdefault(meta["grade_id"], cell.get("source", ""))
+            gid = submitted_grade_id(cell)
+            if gid:
+                found.setdefault(gid, cell.get("source", ""))
         return found
     graded = answers(autograded_nb)
-    return [gid for gid, source in answers(submitted_nb).items() if gid in graded and graded[gid] != source]
+    solutions = {gid for gid, cell in release_cells(source_nb).items() if cell.metadata["nbgrader"].get("solution")}
+    return [gid for gid, source in answers(submitted_nb).items()
+            if gid in solutions and gid in graded and graded[gid] != source]
 
 
 def _empty_folder(folder, root):

@@ -152,6 +152,11 @@ def _mallory(course, secrets):
     bonus.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "bonus",
                                   "points": 100, "schema_version": 3}
     nb.cells.append(bonus)
+    odd = new_code_cell("# MALLORY-ODD-METADATA")
+    odd.metadata["nbgrader"] = "grade me"  # metadata of any shape must not stop her page
+    listed = new_code_cell("# MALLORY-LIST-ID")
+    listed.metadata["nbgrader"] = {"grade": True, "grade_id": ["test_softmax"], "points": 2}
+    nb.cells += [odd, listed]
     graded = _what_a_hostile_run_leaves(nb, secrets)
     graded.metadata["autograder"] = _record({
         "test_softmax": ("failed", "softmax: each row must sum to 1; row 0 sums to 2.0"),
@@ -323,6 +328,7 @@ def test_scores_on_the_page_are_the_gradebooks(fb):
     assert toc == {gid: str(float(points)) for gid, points in _full(
         test_softmax=0, test_gradients=0, test_train=0, test_predict=0, test_one_hot=0.5).items()}
     assert 'href="#bonus"' not in page  # a cell the student marked as graded is not
+    assert "MALLORY-BONUS" in page and "MALLORY-ODD-METADATA" in page and "MALLORY-LIST-ID" in page
 
 
 def test_locked_cells_show_the_release_version(fb):
