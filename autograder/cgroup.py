@@ -132,7 +132,7 @@ def _new_name():
 
 def _procs(group_dir):
     text = _read(os.path.join(group_dir, "cgroup.procs")) or ""
-    return [int(p) for p in text.split()]
+    return [int(p) for p in text.split() if p.isdigit()]
 
 
 def _kill_and_remove(group_dirs, timeout=10.0):

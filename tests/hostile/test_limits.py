@@ -410,3 +410,31 @@ def test_jail_never_raises_without_cgroups(monkeypatch):
     assert jail.kind == "fallback: no cgroup v1 memory+pids hierarchies; no cgroup v2 hierarchy"
     jail.close()
     jail.close()
+
+
+def test_cgroup_v2_layout(tmp_path, monkeypatch):
+    """Where only the unified hierarchy has the controllers, the jail enables them for its
+    children, sets memory.max, memory.swap.max=0 and pids.max, and the join targets the group.
+    (A directory tree stands in for cgroupfs: this machine has no v2 controllers to try.)"""
+    own = tmp_path / "grader.slice"
+    own.mkdir()
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(cgroup, "_mounts", lambda: [(str(tmp_path), "/", "cgroup2", ["rw"])])
+    monkeypatch.setattr(cgroup, "_own_paths", lambda: {"": "/grader.slice"})
+    real_mkdir = os.mkdir
+
+    def mkdir_like_cgroupfs(path, *args):  # the kernel creates a group's interface files
+        real_mkdir(path, *args)
+        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max"):
+            Path(path, name).write_text("max\n")
+
+    monkeypatch.setattr(cgroup.os, "mkdir", mkdir_like_cgroupfs)
+    jail = Jail.create(memory_mb=300, max_processes=12, use_cgroups=True)
+    (group,) = jail.group_dirs
+    assert jail.kind == "cgroup v2" and os.path.dirname(group) == str(own)
+    assert (own / "cgroup.subtree_control").read_text() == "+memory +pids"
+    values = {n: Path(group, n).read_text() for n in ("memory.max", "memory.swap.max", "pids.max")}
+    assert values == {"memory.max": str(300 * MiB), "memory.swap.max": "0", "pids.max": "12"}
+    assert jail.join_argv()[-2:] == [os.path.join(group, "cgroup.procs"), "--"]
+    jail.close()  # a plain directory with files cannot be removed like a group: logged, no raise
