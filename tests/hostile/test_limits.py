@@ -438,3 +438,13 @@ def test_cgroup_v2_layout(tmp_path, monkeypatch):
     assert values == {"memory.max": str(300 * MiB), "memory.swap.max": "0", "pids.max": "12"}
     assert jail.join_argv()[-2:] == [os.path.join(group, "cgroup.procs"), "--"]
     jail.close()  # a plain directory with files cannot be removed like a group: logged, no raise
+
+
+@needs_cgroup
+def test_a_launch_that_cannot_join_its_group_does_not_run(workdir):
+    """The join fails closed: with its group gone, the sandbox never starts."""
+    jail = Jail.create(memory_mb=256, max_processes=16, use_cgroups=True)
+    argv = sandbox_argv(workdir, jail=jail)
+    jail.close()
+    proc = subprocess.run([*argv, sys.executable, "-c", "print('ran')"], capture_output=True, text=True)
+    assert proc.returncode == 125 and proc.stdout == "", proc
