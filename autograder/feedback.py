@@ -165,13 +165,18 @@ def feedback(course=None, students=None, echo=print):
     course.require_release()
     graded = sorted(p.parent.name for p in (course.root / "autograded").glob(f"*/{ASSIGNMENT}")) \
         if (course.root / "autograded").is_dir() else []
+    made = {}
+    for student in students or []:
+        if student not in graded:  # asked for by name: say why there is nothing, rather than nothing
+            echo(f"{student}: no feedback: not graded; run `python -m autograder grade --student {student}` first")
+            made[student] = None
     students = [s for s in (students or graded) if s in graded]
     if not students:
-        echo("no graded submissions: run `python -m autograder grade` first")
-        return {}
+        if not made:
+            echo("no graded submissions: run `python -m autograder grade` first")
+        return made
     secrets = course_secrets(course)
     api = open_api(course, feedback_config())
-    made = {}
     for student in students:
         result = api.generate_feedback(ASSIGNMENT, student)
         folder = course.feedback(student)

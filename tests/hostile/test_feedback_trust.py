@@ -458,8 +458,8 @@ def test_a_failed_regrade_removes_the_old_feedback(fb, tmp_path):
     assert not course.feedback("honest").exists()
     assert not course.autograded("honest").exists()
     lines = []
-    assert feedback(course, ["honest"], echo=lines.append) == {}
-    assert lines == ["no graded submissions: run `python -m autograder grade` first"]
+    assert feedback(course, ["honest"], echo=lines.append) == {"honest": None}
+    assert lines == ["honest: no feedback: not graded; run `python -m autograder grade --student honest` first"]
 
 
 def test_the_course_config_wires_the_same_pipeline_as_the_kit(fb):
