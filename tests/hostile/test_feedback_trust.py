@@ -467,3 +467,39 @@ def test_the_course_config_wires_the_same_pipeline_as_the_kit(fb):
     config = fb[0].load_config()
     assert list(config.GenerateFeedback.preprocessors) == PREPROCESSORS
     assert dict(config.HTMLExporter.filters) == FILTERS
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (`make browser-deps` as root installs it)")
+def test_a_browser_runs_none_of_the_students_code(fb):
+    """The static checks above, confirmed where it matters: the page opened in a real browser shows
+    no dialog (every payload calls alert) and has no element that could run or submit anything."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    _page(fb, "mallory")  # it was made
+    page_path = fb[0].feedback("mallory") / f"{NOTEBOOK}.html"
+    dialogs = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--no-first-run", "--disable-extensions"])
+        try:
+            page = browser.new_page()
+            # no network here: the page's MathJax from its CDN (and anything else) fails at once, not after a timeout
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                       else route.abort())
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(page_path.as_uri(), wait_until="load", timeout=60_000)
+            page.wait_for_timeout(500)  # an onerror of a broken image fires after load
+            risky = page.evaluate("""() => [...document.querySelectorAll('*')].filter(e =>
+                ['IFRAME', 'FORM', 'INPUT', 'OBJECT', 'EMBED'].includes(e.tagName) ||
+                [...e.attributes].some(a => a.name.startsWith('on')) ||
+                (e.tagName === 'A' && (e.getAttribute('href') || '').startsWith('javascript:'))
+            ).map(e => e.outerHTML.slice(0, 80))""")
+            banners = page.evaluate("""() => [...document.querySelectorAll('h4')]
+                .filter(e => e.textContent.includes('Score:')).map(e => e.textContent.trim())""")
+        finally:
+            browser.close()
+    assert dialogs == [] and risky == []
+    assert banners == ["assignment (Score: 12.5 / 30.0)"]
