@@ -30,7 +30,6 @@ import bleach
 import nbformat
 from jinja2 import pass_context
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, NbGraderPreprocessor
 
 # Size caps for what a page shows of the student's own outputs. A submission may carry hundreds of MB
@@ -348,8 +347,9 @@ class TrustedFeedback(NbGraderPreprocessor):
         info = resources["nbgrader"]
         student, assignment, notebook = info["student"], info["assignment"], info["notebook"]
         root = Path(coursedir.root)
-        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment)) / f"{notebook}.ipynb"
-        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{notebook}.ipynb"
+        name = f"{notebook}.ipynb"
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment)) / name
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / name
         if not submitted.is_absolute():
             submitted, source = root / submitted, root / source
         if not submitted.is_file():

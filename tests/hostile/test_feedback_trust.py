@@ -261,7 +261,8 @@ def _text(page):
 
 def _verdict_lines(page):
     """The test cells' output lines, in page order."""
-    blocks = re.findall(r'<div class="output_subarea output_stream output_std(?:out|err) output_text">\s*<pre>(.*?)</pre>',
+    blocks = re.findall(r'<div class="output_subarea output_stream output_std(?:out|err) output_text">'
+                        r'\s*<pre>(.*?)</pre>',
                         page, re.S)
     lines = [html.unescape(re.sub(r"<[^>]*>", "", block)).strip() for block in blocks]
     return [line for line in lines if line.startswith("test_")]
@@ -350,7 +351,8 @@ def test_student_markdown_is_sanitized(fb):
                        '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js'
                        '?config=TeX-AMS_CHTML-full,Safe">'}
     assert re.search(r"<[a-zA-Z][^>]*\son[a-z]+\s*=", page) is None  # no event handler anywhere
-    for gone in ("<iframe", "<form", "<input", "javascript:alert", 'style="position:fixed', 'class="panel-heading score"'):
+    for gone in ("<iframe", "<form", "<input", "javascript:alert", 'style="position:fixed',
+                 'class="panel-heading score"'):
         assert gone not in page, gone
     assert "&lt;script&gt;alert('MALLORY-SCRIPT')&lt;/script&gt;" in page.replace("&#39;", "'")  # shown, inert
     assert "<div>Score: 30 / 30</div>" in page  # the fake banner is plain text in her cell
@@ -445,7 +447,8 @@ def test_plain_nbgrader_generate_feedback_builds_the_same_trusted_page(fb, tmp_p
     assert sorted(os.listdir(course.feedback("mallory"))) == [f"{NOTEBOOK}.html"]
     page = (course.feedback("mallory") / f"{NOTEBOOK}.html").read_text(encoding="utf-8")
     assert _verdict_lines(page) == MALLORY_LINES
-    assert leaked_lines(page, fb[1]) == [] and "HIDDEN-INPUT-MARKER" not in page and "MALLORY-SCRIPT')</script>" not in page
+    assert leaked_lines(page, fb[1]) == [] and "HIDDEN-INPUT-MARKER" not in page
+    assert "MALLORY-SCRIPT')</script>" not in page
 
 
 def test_a_failed_regrade_removes_the_old_feedback(fb, tmp_path):
