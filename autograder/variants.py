@@ -155,6 +155,9 @@ _MISUNDERSTANDINGS = [
                                      '        loss += float(weight_decay * (np.sum(params["b1"] ** 2) + np.sum(params["b2"] ** 2)))\n'
                                      '        grads["b1"] += 2 * weight_decay * params["b1"]\n'
                                      '        grads["b2"] += 2 * weight_decay * params["b2"]\n')]),
+    misunderstanding("weight_decay_missing_from_loss", "the decay term is left out of the loss (its gradient is there)",
+                     {"test_loss_value", "test_weight_decay"}, "should add 0.1*(||W1||^2 + ||W2||^2)",
+                     loss_and_grad=[("        loss += float(weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2)))\n", "")]),
     misunderstanding("relu_mask_missing", "backward through ReLU without the mask (Z1 > 0): dZ1 = dZ2 @ W2.T",
                      {"test_gradients"}, "ReLU mask", loss_and_grad=[(" * (Z1 > 0)", "")]),
     misunderstanding("bias_grad_mean", "bias gradients averaged over the batch (dZ.mean(axis=0)) instead of summed",

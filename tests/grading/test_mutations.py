@@ -323,6 +323,16 @@ def test_hidden_checks_alone_fail_every_degenerate_return(name):
     assert not problems, f"degenerate variant {name!r} ({variant.description}):\n" + "\n".join(problems)
 
 
+def test_every_cells_hidden_checks_alone_catch_a_wrong_value():
+    """No hidden block is vacuous: each cell's hidden checks alone fail some bug that returns well-formed
+    but wrong values (not only degenerate ones), e.g. a loss compared with itself would pass them all."""
+    for gid in sorted(TEST_CELLS):
+        owners = [name for name, v in VARIANTS.items()
+                  if gid in v.must_fail and v.kind in (MISUNDERSTANDING, GAMING)]
+        caught = [name for name in owners if not run(name, 0, hidden_only=True).results[gid][0]]
+        assert caught, f"the hidden checks of {gid} alone fail none of its value bugs {owners}"
+
+
 def test_hidden_checks_alone_pass_the_reference():
     """The control for the test above: the hidden blocks alone pass the reference solution."""
     for seed in SEEDS[:5]:

@@ -104,3 +104,30 @@ def test_release_contains_no_solution_and_no_hidden_test_line(source_nb, release
 def test_release_stubs_raise_not_implemented(release_nb):
     for gid, source in solution_cells(release_nb).items():
         assert "raise NotImplementedError()" in source, gid
+
+
+def test_no_answer_to_question_1_is_shown_in_the_release(release_nb):
+    """The backward pass is asked in Question 1, so no released text states it (Part II gives shapes only)."""
+    text = "\n".join(cell.source for cell in release_nb.cells if cell.cell_type == "markdown").replace(" ", "")
+    for answer in (r"A_1^\topdZ_2", r"dZ_2W_2^\top", r"X^\topdZ_1", r"dA_1\odot"):
+        assert answer not in text, f"the release shows part of Question 1's answer: {answer}"
+    assert "backwardpass" in text and "Question1" in text
+
+
+def test_gradient_check_table_agrees_with_check_gradient(source_nb):
+    """The notebook's table of relative errors uses check_gradient's own threshold and step."""
+    import inspect
+    import math
+
+    import helpers
+
+    intro = next(cell.source for cell in source_nb.cells if grade_id(cell) == "gradcheck_intro")
+    defaults = inspect.signature(helpers.check_gradient).parameters
+    tol, step = defaults["tol"].default, defaults["h"].default
+
+    def exponent(x):
+        return int(round(math.log10(x)))
+
+    assert f"below $10^{{{exponent(tol)}}}$ | `OK`" in intro, intro
+    assert f"$10^{{{exponent(tol)}}}$ or more | `WRONG`" in intro and f"$h = 10^{{{exponent(step)}}}$" in intro
+    assert "relative error" in intro and r"\max\big(|a_i| + |g_i|,\; 0.1\,s\big)" in intro
