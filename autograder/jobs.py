@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import psutil
 
+from .cgroup import reap_stale
+
 
 class Job(NamedTuple):
     key: str      # what the caller calls it (a student id)
@@ -43,6 +45,7 @@ def run(fn, work, *, workers, seconds):
                 kill_tree(proc.pid)
                 proc.join()
                 conn.close()
+                reap_stale()  # the cgroups its sandboxes could not close
                 yield job, f"timed out: the submission used up its time budget ({seconds:g} s in all); stopped"
 
 

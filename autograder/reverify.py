@@ -115,6 +115,9 @@ def _record(nb, source_nb, verdicts, notes, seed):
             status = "passed"
             if in_kernel == "failed":
                 record["notes"].append(f"{test.grade_id}: failed in the notebook but passed when checked outside it")
+            elif in_kernel == "not run":
+                record["notes"].append(f"{test.grade_id}: missing from the notebook (deleted?); "
+                                       "put back and passed when checked outside it")
         elif verdict.timed_out:
             status = "timed out"
         elif in_kernel == "passed" and not verdict.visible_passed:
@@ -133,7 +136,7 @@ def verdict_line(grade_id, entry):
     """The one line a student or TA reads for a test cell."""
     if entry["status"] == "passed":
         return f"{grade_id} passed"
-    return f"{grade_id} {'failed' if entry['status'] != 'timed out' else 'timed out'}: {entry['message']}"
+    return f"{grade_id} failed: {entry['message']}"  # a timeout's message says "timed out: ..."
 
 
 def _write_verdicts(nb, source_nb, record, config):

@@ -145,9 +145,9 @@ class _Pipes:
 class Worker:
     """One worker process: start, load the student's code, exchange frames, kill."""
 
-    def __init__(self, argv, cwd, env):
-        self.argv, self.cwd, self.env = argv, cwd, env
-        self.proc = self.pipes = None
+    def __init__(self, launch, cwd):
+        self.launch, self.cwd = launch, cwd  # launch() -> (argv, env, jail or None), fresh per start
+        self.proc = self.pipes = self.jail = None
         self.loading = None  # the cell the worker said it was loading last ("setup" or an index)
         self.expired = False  # the watchdog killed it at a deadline
 
@@ -164,18 +164,23 @@ class Worker:
             timer.cancel()
 
     def _expire(self):
-        proc = self.proc
+        proc, jail = self.proc, self.jail
         if proc is not None and proc.poll() is None:
             self.expired = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, 9)
+            if jail is not None:
+                jail.close()  # whatever the worker started in a session of its own
 
     def start(self, load_msg, deadline):
         """Spawn the worker and send it the code to load (the reply is read by `loaded`)."""
         self.expired = False
-        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
+        argv, env, self.jail = self.launch()
+        self.proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=WORKER_STDERR,
                                      start_new_session=True)
+        if self.jail is not None:
+            self.jail.watch(self.proc.pid)
         self.pipes = _Pipes(self.proc)
         self.send_frame(wire.encode(load_msg), deadline)
 
@@ -204,9 +209,14 @@ class Worker:
         code = self.proc.poll() if self.proc else None
         if code is None:
             return ""
+        limit = self.jail and (self.jail.killed_for or (self.jail.oom_kills() and "the memory limit"))
+        if limit:
+            return f" (killed by the sandbox: {limit})"
         return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
 
     def kill(self):
+        if self.jail is not None:
+            self.jail.close()
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -473,7 +483,7 @@ def grader_namespace(setup, helpers_path, session):
 # verify
 # ---------------------------------------------------------------------------------------------
 
-def _prepare_rundir(source_dir, workdir, sandbox):
+def _prepare_rundir(source_dir, workdir):
     """A fresh directory under workdir: helpers.py, data/ and (in .grader/) the worker's code."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -485,36 +495,43 @@ def _prepare_rundir(source_dir, workdir, sandbox):
     (run / ".grader").mkdir()
     for name in WORKER_FILES:
         shutil.copy2(HERE / name, run / ".grader" / name)
-    _seed_matplotlib_cache(run / ".matplotlib", sandbox)
+    _seed_matplotlib_cache(run / ".matplotlib")
     return run
 
 
-def _seed_matplotlib_cache(mpl_dir, sandbox):
-    """The worker's MPLCONFIGDIR, with the grader's font list: `import matplotlib.pyplot` in the
-    imports cell would otherwise scan the system's fonts first (~0.4 s at every worker start)."""
+def _seed_matplotlib_cache(mpl_dir):
+    """The grader's font list for the worker's matplotlib: `import matplotlib.pyplot` in the
+    imports cell would otherwise scan the system's fonts first (~0.4 s at every worker start,
+    2-3 s on a busy machine)."""
     mpl_dir.mkdir()
     import matplotlib  # the grader's namespace imports it next anyway
     for fontlist in Path(matplotlib.get_cachedir()).glob("fontlist-*.json"):
         shutil.copy2(fontlist, mpl_dir / fontlist.name)
-    if sandbox:
-        from .sandbox import sandbox_uid_for
-        os.chown(mpl_dir, sandbox_uid_for(), sandbox_uid_for())
 
 
 WORKER_ENV = {"LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MNIST_OFFLINE": "1", "NBGRADER_EXECUTION": "autograde",
               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _worker(run, sandbox):
-    script = str(run / ".grader" / "worker.py")
-    if sandbox:
-        from .sandbox import sandbox_argv
-        env = {**WORKER_ENV, "MPLCONFIGDIR": str(run / ".matplotlib")}
-        prefix = sandbox_argv(run, ro_paths=[run / ".grader"], env=env, env_passthrough=())
-        return Worker([*prefix, sys.executable, "-I", script], str(run), None)
-    env = {"PATH": os.defpath, "HOME": str(run), "TMPDIR": str(run), **WORKER_ENV,
-           "MPLCONFIGDIR": str(run / ".matplotlib")}
-    return Worker([sys.executable, "-I", script], str(run), env)
+def _worker(run, sandbox, config):
+    """The worker of a run directory: sandboxed with the kernel's limits (SandboxedKernelManager's
+    settings) and a fresh cgroup at every start, or a plain process for trusted code."""
+    command = [sys.executable, "-I", str(run / ".grader" / "worker.py")]
+    if not sandbox:
+        env = {"PATH": os.defpath, "HOME": str(run), "TMPDIR": str(run), **WORKER_ENV,
+               "MPLCONFIGDIR": str(run / ".matplotlib")}
+        return Worker(lambda: (command, env, None), str(run))
+    from .sandbox import SandboxedKernelManager, sandbox_argv
+    limits = SandboxedKernelManager(config=config) if config is not None else SandboxedKernelManager()
+    # The run directory is read-only inside: matplotlib's cache goes to /tmp, seeded from ours.
+    env = {**WORKER_ENV, "MPLCONFIGDIR": "/tmp/matplotlib", "MPLCONFIG_SEED": str(run / ".matplotlib")}
+
+    def launch():
+        jail = limits.make_jail()
+        prefix = sandbox_argv(run, ro_paths=[run / ".grader"], env=env, env_passthrough=(), jail=jail,
+                              **limits.sandbox_limits())
+        return [*prefix, *command], None, jail
+    return Worker(launch, str(run))
 
 
 def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0, cell_timeout=60,
@@ -537,26 +554,25 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
         return Verification({cell.grade_id: Verdict(False, message, False) for cell in cells}, notes=[message],
                             seconds=time.monotonic() - start)
 
-    run = _prepare_rundir(source_notebook.parent, workdir, sandbox)
+    run = _prepare_rundir(source_notebook.parent, workdir)
     session = None
     results = {}
     try:
-        grant = contextlib.nullcontext()
         if sandbox:
-            from .sandbox import grant_sandbox_write
-            grant = grant_sandbox_write(run)
-        session = Session(_worker(run, sandbox), setup, code, cell_timeout, start + total_timeout, total_timeout)
-        with grant:
-            session.start()  # the worker imports and loads while the grader sets up
-            session.namespace = grader_namespace(setup, source_notebook.parent / "helpers.py", session)
-            session.finish_load()
-            for cell in cells:
-                if time.monotonic() >= session.deadline:
-                    message = f"timed out: not run, the verification time limit of {total_timeout:g} s was reached"
-                    results[cell.grade_id] = Verdict(False, message, False, timed_out=True)
-                    continue
-                session.before_cell(cell.grade_id)
-                results[cell.grade_id] = _judge(session, cell, seed, config)
+            from .sandbox import make_sandbox_readable
+            make_sandbox_readable(run)
+        session = Session(_worker(run, sandbox, config), setup, code, cell_timeout, start + total_timeout,
+                          total_timeout)
+        session.start()  # the worker imports and loads while the grader sets up
+        session.namespace = grader_namespace(setup, source_notebook.parent / "helpers.py", session)
+        session.finish_load()
+        for cell in cells:
+            if time.monotonic() >= session.deadline:
+                message = f"timed out: not run, the verification time limit of {total_timeout:g} s was reached"
+                results[cell.grade_id] = Verdict(False, message, False, timed_out=True)
+                continue
+            session.before_cell(cell.grade_id)
+            results[cell.grade_id] = _judge(session, cell, seed, config)
     finally:
         if session is not None:
             session.close()

@@ -20,9 +20,19 @@ onto its own objects (the notebook's tests check that inputs are left untouched)
 Nothing here is trusted by the grader: student code shares this process and can rewrite any of
 it. Standard library and numpy only; never imports autograder (wire.py is loaded by path).
 """
+import glob
 import importlib.util
 import os
+import shutil
 import sys
+
+# In the sandbox the run directory is read-only: matplotlib's cache lives in the private /tmp,
+# seeded with the grader's font list so that importing pyplot does not rebuild it.
+_mpl_seed = os.environ.pop("MPLCONFIG_SEED", None)
+if _mpl_seed and os.environ.get("MPLCONFIGDIR"):
+    os.makedirs(os.environ["MPLCONFIGDIR"], exist_ok=True)
+    for _fontlist in glob.glob(os.path.join(_mpl_seed, "fontlist-*.json")):
+        shutil.copy(_fontlist, os.environ["MPLCONFIGDIR"])
 
 # The protocol keeps private copies of fds 0 and 1; student prints (even os.write(1, ...) or
 # sys.__stdout__) go to stderr, and student reads of stdin see an empty file.

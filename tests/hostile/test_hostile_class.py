@@ -248,9 +248,13 @@ CORPUS = {
     "fork_bomber": Attack([code("one_hot", before=FORK_BOMB, replace=[("return Y", "return Y * (2.0 if len(_kids) >= 64 else 1.0)")])],
                           set(), set(), "FORK: ",
                           "forks 300 children at import: the process limit (64) stops it, one_hot stays right"),
-    "printer": Attack([code("softmax", after="print('\\n'.join(f'line {i}' for i in range(1_000_000)))")],
+    "printer": Attack([code("softmax", after="for _i in range(0, 1_000_000, 1000):\n"
+                                             "    print('\\n'.join(f'line {i}' for i in range(_i, _i + 1000)), flush=True)")],
                       set(), set(), "line 0",
-                      "prints a million lines at import: output capped, nothing lost"),
+                      "prints a million lines at import, a thousand a message: output capped, nothing lost"),
+    "shouter": Attack([code("softmax", after="print('\\n'.join(f'line {i}' for i in range(1_000_000)))")],
+                      set(), set(), "[output lost",
+                      "prints a million lines at import in one 13 MB message: refused whole, nothing else lost"),
     "syntax_error": Attack([code("softmax", replace=[("E = np.exp(shifted)", "E = np.exp(shifted")])],
                            {"test_softmax"}, set(), "SyntaxError",
                            "a SyntaxError in the softmax cell: softmax is undefined, every other function is honest"),
@@ -488,14 +492,20 @@ def test_a_million_lines_are_capped(graded):
     printed = cell_output(notebook, "softmax")
     assert "line 0" in printed and "line 999999" not in printed and len(printed.splitlines()) <= 300
     assert notebook.stat().st_size < 2 << 20
+    shouted = graded.course.notebook(graded.course.autograded("shouter"))
+    assert "line 0" not in cell_output(shouted, "softmax") and shouted.stat().st_size < 2 << 20
 
 
 def test_timeouts_and_dead_workers_are_reported_as_notes(graded):
     looper = graded.outcomes["looper"]
-    assert any("did not answer within" in note and "softmax()" in note for note in looper.notes), looper.notes
-    assert "CellTimeoutError" in cell_output(graded.course.notebook(graded.course.autograded("looper")), "test_softmax")
+    assert any(note.startswith("timed out: the cell time limit") and "softmax()" in note for note in looper.notes), \
+        looper.notes
+    assert looper.timed_out_cells == ["test_softmax"] and not looper.tamper_cells  # a timeout is not tampering
+    # the kernel never ran the hidden test that loops: the verdict in the notebook is the grader's
+    assert "test_softmax failed: WorkerError: timed out: the cell time limit of 10 s" in cell_output(
+        graded.course.notebook(graded.course.autograded("looper")), "test_softmax")
     deleted = graded.outcomes["deleted_test"]  # the kernel had no kit: the trusted cells passed outside
-    assert any("failed in the notebook but passed re-verification" in note for note in deleted.notes), deleted.notes
+    assert any("test_softmax: missing from the notebook" in note for note in deleted.notes), deleted.notes
 
 
 def test_feedback_hands_back_nothing_secret(graded):
@@ -512,7 +522,7 @@ def test_the_verifier_alone_can_score_a_kernel_killer(graded, tmp_path, student)
     restarts its worker and fails only the cell that killed it."""
     course = graded.course
     result = verify(course.notebook(course.source), course.notebook(course.submitted(student)), tmp_path, sandbox=True)
-    assert {gid for gid, (passed, _) in result.cells.items() if not passed} == CORPUS[student].lost
+    assert {gid for gid, verdict in result.cells.items() if not verdict.passed} == CORPUS[student].lost
     assert any("worker died" in note and "restarted" in note for note in result.notes), result.notes
 
 
