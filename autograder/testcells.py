@@ -60,10 +60,12 @@ def grader_seed(seed):
             os.environ[SEED_VARIABLE] = old
 
 
-def run_test_cells(namespace, cells, seed=0):
+def run_test_cells(namespace, cells, seed=0, mute=()):
     """Execute test cells in order in `namespace`; {grade_id: (passed, message)}.
 
     A cell passes when it raises nothing. Its prints are captured (the visible tests print a line).
+    An exception of a `mute` type is reported by its name only: its message, written by the
+    student's code, could carry the grader's inputs back into feedback.
     """
     results = {}
     with grader_seed(seed):
@@ -74,7 +76,12 @@ def run_test_cells(namespace, cells, seed=0):
             except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even SystemExit
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                results[gid] = (False, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+                if mute and isinstance(exc, mute):
+                    message = (f"{type(exc).__name__} raised by your code on the grader's own inputs "
+                               "(its message is not shown)")
+                else:
+                    message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                results[gid] = (False, message)
             else:
                 results[gid] = (True, "")
     return results

@@ -586,9 +586,9 @@ def _judge(session, cell, seed, config):
     parts = notebook.split_hidden(cell.source, config)
     timeouts = session.timeouts
 
-    def run(source):
+    def run(source, mute=()):
         [(ok, message)] = testcells.run_test_cells(
-            session.namespace, [(cell.grade_id, cell.points, source)], seed).values()
+            session.namespace, [(cell.grade_id, cell.points, source)], seed, mute).values()
         return ok, message
 
     with _memory_cap(GRADER_MEMORY_HEADROOM):
@@ -597,7 +597,7 @@ def _judge(session, cell, seed, config):
             raise RuntimeError(f"the hidden preamble of {cell.grade_id} failed: {message}")
         visible_ok, message = passed, message = run(parts.visible)
         if passed and parts.hidden.strip():
-            passed, message = run(parts.hidden)
+            passed, message = run(parts.hidden, mute=StudentError)  # its inputs are the grader's secret
     return Verdict(passed, message, visible_ok, timed_out=not passed and session.timeouts > timeouts)
 
 

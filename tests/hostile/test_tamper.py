@@ -167,3 +167,15 @@ def test_sandboxed_worker_sees_nothing_of_the_kit(tmp_path):
     submission = write_submission(tmp_path / "submission.ipynb", {"relu": probe})
     assert verify(SOURCE, submission, tmp_path / "work", sandbox=True).cells["test_relu"].passed is True
     assert verify(SOURCE, submission, tmp_path / "work2", sandbox=False).cells["test_relu"].passed is False
+
+
+def test_exception_messages_cannot_carry_hidden_inputs_out(tmp_path):
+    """A function that raises its arguments: in the visible tests the inputs are public and the
+    message helps; in the hidden tests only the exception's name reaches the verdict."""
+    leaky = with_reference("relu", replace=[("return np.maximum(X, 0.0)",
+                                             "if np.ndim(X) == 3: raise ValueError(repr(X.tolist()))\n"
+                                             "    return np.maximum(X, 0.0)")])
+    submission = write_submission(tmp_path / "submission.ipynb", {"relu": leaky})
+    verdict = verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells["test_relu"]
+    assert not verdict.passed and verdict.visible_passed
+    assert verdict.message == "ValueError raised by your code on the grader's own inputs (its message is not shown)"
