@@ -8,9 +8,12 @@ export MPLBACKEND := Agg
 
 .PHONY: demo test bench sandbox-deps browser-deps clean
 
-$(VENV)/.installed: requirements.txt
+# The pinned environment, then the kit itself as an editable package (autograder + helpers), so
+# tests, benchmarks and a course's nbgrader_config.py import it without touching sys.path.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 # Grading runs student code inside bubblewrap; install it where we can (CI runs as root).
@@ -40,6 +43,7 @@ demo: $(VENV)/.installed sandbox-deps
 # MNIST_OFFLINE: tests never touch the network; the notebook falls back to the bundled sample.
 # Two pytest workers, one test file each: much of the suite waits on kernels and sandboxes.
 test: $(VENV)/.installed sandbox-deps browser-deps
+	$(VENV)/bin/ruff check --quiet .
 	MNIST_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --nbval-lax assignment.ipynb tests
 
 bench: $(VENV)/.installed sandbox-deps

@@ -21,9 +21,8 @@ warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session"
 
 CONFIG_TEMPLATE = '''\
 # nbgrader configuration of this course, written by `python -m autograder release`.
-# Plain `nbgrader` commands run in this folder use it too.
-import sys
-sys.path.insert(0, {kit!r})  # the kit's preprocessors: autograder.preprocessors, autograder.sandbox
+# Plain `nbgrader` commands run in this folder use it too (with the kit's venv: its
+# preprocessors are the installed `autograder` package).
 
 c = get_config()
 c.CourseDirectory.course_id = "backprop"
@@ -165,7 +164,7 @@ class CourseError(Exception):
 def write_config(course, *, sandbox=True, cell_timeout=60, submission_timeout=300):
     course.root.mkdir(parents=True, exist_ok=True)
     course.config_file.write_text(CONFIG_TEMPLATE.format(
-        kit=str(KIT), sandbox=bool(sandbox), cell_timeout=int(cell_timeout),
+        sandbox=bool(sandbox), cell_timeout=int(cell_timeout),
         submission_timeout=int(submission_timeout)))
 
 

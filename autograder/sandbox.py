@@ -54,7 +54,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
-from traitlets import Bool, DottedObjectName, Dict, Integer, List, Type, Unicode, default
+from traitlets import Bool, Dict, DottedObjectName, Integer, List, Type, Unicode, default
 
 from .cgroup import Jail
 

@@ -34,6 +34,7 @@ def reference_version():
     the reference solution's code (it changes when any solution cell changes)."""
     import hashlib
     import subprocess
+
     from autograder.testcells import read_notebook, reference_solutions
 
     codes = reference_solutions(read_notebook(NOTEBOOK))

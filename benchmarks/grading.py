@@ -45,6 +45,7 @@ def class_notebooks(course, quick=False):
     importable): alternately the reference solution and the untouched release notebook.
     """
     import nbformat
+
     from autograder.testcells import read_notebook
     source_nb = read_notebook(course.notebook(course.source))
     release_nb = read_notebook(course.notebook(course.release))
@@ -105,6 +106,7 @@ def profile_one(course, student, sandbox, scratch):
     """
     import cProfile
     import pstats
+
     from autograder.grade import grade_in_scratch
 
     scratch.mkdir(parents=True)

@@ -184,6 +184,7 @@ def line_profile(ns, epoch, X, y, order, batch, threads=1):
     if lp_module is None:
         return None
     import inspect
+
     from autograder.testcells import read_notebook, reference_solutions
     codes = reference_solutions(read_notebook(common.NOTEBOOK))
     names = ("loss_and_grad", "forward", "softmax_cross_entropy")

@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from conftest import sandbox_ok  # noqa: E402
+
 from autograder import testcells, wire  # noqa: E402
 from autograder.variants import VARIANTS  # noqa: E402
 from autograder.verify import _memory_cap, student_code, verify  # noqa: E402
-from conftest import sandbox_ok  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)

@@ -18,6 +18,7 @@ import sys
 import nbformat
 import numpy as np
 import pytest
+from conftest import sandbox_ok
 
 from autograder import testcells
 from autograder.collect import collect
@@ -30,7 +31,6 @@ from autograder.reverify import METADATA_KEY
 from autograder.seeds import SECRET_FILE
 from autograder.variants import VARIANTS, make_submission
 from autograder.verify import verify
-from conftest import sandbox_ok
 
 pytestmark = pytest.mark.skipif(not sandbox_ok(), reason="the course sandboxes kernels and bubblewrap is unusable here")
 quiet = lambda *args, **kwargs: None  # noqa: E731

@@ -36,6 +36,23 @@ for path in (ROOT, ROOT / "tests", Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from conftest import sandbox_ok  # noqa: E402
+from hostile_submissions import (  # noqa: E402
+    SQLITE_MAGIC,
+    Listener,
+    added,
+    build_notebook,
+    cell_output,
+    code,
+    deleted,
+    digests,
+    fingerprint,
+    locked,
+    modes,
+    student_readable,
+    variant,
+)
+
 from autograder.collect import collect  # noqa: E402
 from autograder.course import Course  # noqa: E402
 from autograder.export import export  # noqa: E402
@@ -44,11 +61,6 @@ from autograder.grade import grade  # noqa: E402
 from autograder.release import release  # noqa: E402
 from autograder.testcells import read_notebook  # noqa: E402
 from autograder.verify import verify  # noqa: E402
-from conftest import sandbox_ok  # noqa: E402
-from hostile_submissions import (  # noqa: E402
-    SQLITE_MAGIC, Listener, added, build_notebook, cell_output, code, deleted, digests, fingerprint, locked,
-    modes, student_readable, variant,
-)
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
           "test_forward": 2, "test_loss_value": 2, "test_gradients": 4, "test_weight_decay": 2,

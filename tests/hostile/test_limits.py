@@ -21,7 +21,10 @@ if str(ROOT) not in sys.path:
 from autograder import cgroup  # noqa: E402
 from autograder.cgroup import Jail  # noqa: E402
 from autograder.sandbox import (  # noqa: E402
-    BWRAP_MISSING_HELP, SandboxedKernelManager, bwrap_available, sandbox_argv,
+    BWRAP_MISSING_HELP,
+    SandboxedKernelManager,
+    bwrap_available,
+    sandbox_argv,
 )
 
 pytestmark = pytest.mark.skipif(

@@ -22,8 +22,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from autograder.sandbox import (  # noqa: E402
-    BWRAP_MISSING_HELP, SandboxedKernelManager, bwrap_available,
-    make_sandbox_readable, sandbox_argv,
+    BWRAP_MISSING_HELP,
+    SandboxedKernelManager,
+    bwrap_available,
+    make_sandbox_readable,
+    sandbox_argv,
 )
 
 pytestmark = pytest.mark.skipif(

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from conftest import sandbox_ok  # noqa: E402
+
 from autograder import testcells  # noqa: E402
 from autograder.verify import verify  # noqa: E402
-from conftest import sandbox_ok  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)

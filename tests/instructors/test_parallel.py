@@ -3,12 +3,12 @@ import shutil
 
 import nbformat
 import pytest
+from conftest import sandbox_ok
 
 from autograder.course import Course, CourseError
 from autograder.grade import grade
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
-from conftest import sandbox_ok
 
 CLASS = ("perfect", "dz_missing_1_over_n", "relu_mask_missing", "untouched", "loss_and_grad_per_row_loop")
 

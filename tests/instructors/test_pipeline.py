@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import sandbox_ok
 
 from autograder.collect import collect
 from autograder.course import Course
@@ -18,7 +19,6 @@ from autograder.feedback import course_secrets, feedback, leaked_lines
 from autograder.grade import grade
 from autograder.release import release
 from autograder.report import report
-from conftest import sandbox_ok
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
           "test_forward": 2, "test_loss_value": 2, "test_gradients": 4, "test_weight_decay": 2,
