@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from .course import Course, CourseError
+from autograder.course import Course, CourseError
 
 
 def _parser():
@@ -49,29 +49,29 @@ def main(argv=None):
     course = Course(getattr(args, "course", None))
     try:
         if args.verb == "release":
-            from .release import release
+            from autograder.verbs.release import release
             release(course, cell_timeout=args.cell_timeout, submission_timeout=args.submission_timeout)
         elif args.verb == "collect":
-            from .collect import DEFAULT_PATTERN, collect
+            from autograder.verbs.collect import DEFAULT_PATTERN, collect
             collect(args.path, course, pattern=args.pattern or DEFAULT_PATTERN)
         elif args.verb == "grade":
-            from .grade import grade
+            from autograder.verbs.grade import grade
             outcomes = grade(course, args.student, workers=args.workers, sandbox=not args.no_sandbox,
                              seed=args.seed)
             failed = [o.student for o in outcomes if not o.ok]
             print(f"graded {len(outcomes) - len(failed)} of {len(outcomes)} submissions"
                   + (f"; not graded: {', '.join(failed)}" if failed else ""))
         elif args.verb == "feedback":
-            from .feedback import feedback
+            from autograder.verbs.feedback import feedback
             feedback(course, args.student)
         elif args.verb == "export":
-            from .export import export
+            from autograder.verbs.export import export
             export(course)
         elif args.verb == "report":
-            from .report import report
+            from autograder.verbs.report import report
             report(course)
         elif args.verb == "demo":
-            from .demo import demo
+            from autograder.samples.demo import demo
             demo(course)
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)

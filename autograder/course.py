@@ -36,7 +36,7 @@ c.GradingExecute.submission_timeout = {submission_timeout}
 
 # Student code is untrusted: it runs in a bubblewrap sandbox (no network, no view of the course),
 # without the hidden tests; the grader then judges every test cell itself, outside the kernel
-# (autograder.reverify). Every way of autograding this course -- the kit's `grade`, `nbgrader
+# (autograder.grading.pipeline). Every way of autograding this course -- the kit's `grade`, `nbgrader
 # autograde`, formgrader's button -- goes through this pipeline and stores verified scores only.
 c.GradingExecute.sandbox = {sandbox}
 c.Reverify.sandbox = {sandbox}
@@ -45,17 +45,17 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "autograder.reverify.StripHiddenTests",
+    "autograder.grading.pipeline.StripHiddenTests",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "autograder.preprocessors.GradingExecute",
+    "autograder.grading.execute.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "autograder.reverify.Reverify",
+    "autograder.grading.pipeline.Reverify",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "autograder.reverify.SaveVerdictComments",
+    "autograder.grading.pipeline.SaveVerdictComments",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -63,16 +63,16 @@ c.Autograde.autograde_preprocessors = [
 c.IgnorePattern.pattern = r":\\d+: (RuntimeWarning|DeprecationWarning|FutureWarning|PendingDeprecationWarning): "
 c.LimitOutput.max_lines = 200
 
-# Feedback is built only from trusted data (autograder.feedback_page): the student's submitted
+# Feedback is built only from trusted data (autograder.grading.feedback_page): the student's submitted
 # notebook, the release version of the locked cells, the grader's verdict line per test cell and the
 # gradebook's scores -- never what the grading run printed or wrote. The feedback folder keeps the
-# HTML only; student Markdown is sanitized (the markdown2html filter). Same as autograder.feedback.
+# HTML only; student Markdown is sanitized (the markdown2html filter). Same as autograder.verbs.feedback.
 c.GenerateFeedback.preprocessors = [
-    "autograder.feedback_page.TrustedFeedback",
+    "autograder.grading.feedback_page.TrustedFeedback",
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
-c.HTMLExporter.filters = {{"markdown2html": "autograder.feedback_page.markdown2html"}}
+c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.markdown2html"}}
 '''
 
 

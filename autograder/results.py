@@ -3,9 +3,9 @@
 autograde`, formgrader), its verdicts are in the autograded notebook's metadata (reverify.py)."""
 import json
 
-from .course import ASSIGNMENT, NOTEBOOK
-from .reverify import METADATA_KEY
-from .testcells import grade_id, read_notebook
+from autograder.course import ASSIGNMENT, NOTEBOOK
+from autograder.grading.pipeline import METADATA_KEY
+from autograder.testcells import grade_id, read_notebook
 
 STATUS_FILE = "grading_status.json"
 

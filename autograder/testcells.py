@@ -9,8 +9,8 @@ import os
 
 from nbgrader import utils
 
-from .notebook import read_notebook, test_cells  # noqa: F401 - re-exported for the tests
-from .seeds import SEED_VARIABLE
+from autograder.notebook import read_notebook, test_cells  # noqa: F401 - re-exported for the tests
+from autograder.seeds import SEED_VARIABLE
 
 # The functions students write, in notebook order (CONTRACT.md).
 STUDENT_FUNCTIONS = ("softmax", "one_hot", "softmax_cross_entropy", "relu", "forward",

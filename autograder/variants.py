@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from nbgrader.preprocessors import ClearSolutions
 
-from .testcells import grade_id, read_notebook, reference_solutions, solution_cells
+from autograder.testcells import grade_id, read_notebook, reference_solutions, solution_cells
 
 TEST_CELLS = frozenset({"test_softmax", "test_one_hot", "test_sce_loss", "test_sce_grad", "test_relu",
                         "test_forward", "test_loss_value", "test_gradients", "test_weight_decay",

@@ -6,14 +6,11 @@ autograder.testcells), so a benchmark always measures the code students are comp
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-if str(REPO) not in sys.path:  # `python benchmarks/x.py` as well as `python -m benchmarks`
-    sys.path.insert(0, str(REPO))
 
 NOTEBOOK = REPO / "assignment.ipynb"
 

@@ -8,7 +8,7 @@ the untouched release), then grade it several ways:
 - autograde only, sandbox off, 1 worker;
 - the production path (sandbox on, out-of-kernel verification on) with 1 worker, then 2 workers;
   (these four twice, the second round in reverse order, so that a drift in load falls on all alike)
-- out-of-kernel verification alone (autograder.verify.verify, sandboxed), one submission at a time;
+- out-of-kernel verification alone (autograder.judge.verify.verify, sandboxed), one submission at a time;
 - feedback for the whole class;
 - one submission profiled stage by stage, and its notebook run by plain nbclient, cell by cell.
 
@@ -72,7 +72,7 @@ def grade_class(course, *, workers, sandbox, verify):
     """One grade() of the whole class: wall s, per-submission s, scores {student: {cell: pts}}, failed,
     the cores other processes kept busy just before it (others_before, a 2 s probe) and the cores all
     processes, this run's included, kept busy during it (busy)."""
-    from autograder.grade import grade
+    from autograder.verbs.grade import grade
     before = common.probe_others()
     meter = common.CpuMeter()
     seconds, outcomes = common.timed(grade, course, workers=workers, sandbox=sandbox, verify=verify,
@@ -87,7 +87,7 @@ def grade_class(course, *, workers, sandbox, verify):
 
 def verify_class(course, students, scratch):
     """Out-of-kernel verification alone, sandboxed, one submission after the other: [seconds]."""
-    from autograder.verify import verify
+    from autograder.judge.verify import verify
     source = course.notebook(course.source)
     seconds = []
     for student in students:
@@ -107,7 +107,7 @@ def profile_one(course, student, sandbox, scratch):
     import cProfile
     import pstats
 
-    from autograder.grade import grade_in_scratch
+    from autograder.grading.job import grade_in_scratch
 
     scratch.mkdir(parents=True)
     shutil.copy2(course.gradebook, scratch / "gradebook.db")
@@ -166,11 +166,11 @@ def kernel_cell_times(course, student, top=6):
 
 def run(quick=False):
     """Build a course, measure every stage, print and write grading.md / grading.png."""
-    from autograder.collect import collect
     from autograder.course import Course
-    from autograder.feedback import feedback
-    from autograder.release import release
-    from autograder.sandbox import bwrap_available
+    from autograder.sandbox.bwrap import bwrap_available
+    from autograder.verbs.collect import collect
+    from autograder.verbs.feedback import feedback
+    from autograder.verbs.release import release
 
     # nbgrader shells out to `alembic`, which lives beside this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -382,7 +382,7 @@ def write(s):
         "# Benchmark: grading a class, seconds per submission",
         "",
         f"A course built in a temporary folder with the kit's Python API (`release`, `collect`, `grade`, "
-        f"`feedback`, `autograder.verify.verify`), graded on a generated class of **{n} submissions**: "
+        f"`feedback`, `autograder.judge.verify.verify`), graded on a generated class of **{n} submissions**: "
         + ("one per variant of `autograder.variants` (correct variants, every bug kind, the untouched release). "
            if n > len(QUICK_VARIANTS) else f"variants {', '.join(QUICK_VARIANTS)}. ")
         + "Each grade run covers the whole class; the runs follow each other on the same course, in the order "
@@ -420,7 +420,7 @@ def write(s):
         *analysis(s, one, two, per_sub_serial, speedup),
         "## Where one submission's time goes",
         "",
-        f"`autograder.grade.grade_in_scratch` (what a worker runs) on `{s['profiled']}`, called in this process "
+        f"`autograder.grading.job.grade_in_scratch` (what a worker runs) on `{s['profiled']}`, called in this process "
         f"under cProfile, median of {len(next(iter(s['stages'].values())))} runs each way (cumulative times of "
         "nbclient's setup_kernel, GradingExecute, SaveAutoGrades, nbgrader's autograde and verify):",
         "",

@@ -15,7 +15,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def released_course(tmp_path_factory):
     """A course with the assignment released (source/, release/, gradebook) — treat as read-only."""
     from autograder.course import Course
-    from autograder.release import release
+    from autograder.verbs.release import release
 
     course = Course(tmp_path_factory.mktemp("course"))
     release(course, echo=lambda *_: None)
@@ -36,7 +36,7 @@ def release_nb(released_course):
 
 def sandbox_ok():
     try:
-        from autograder.sandbox import bwrap_available
+        from autograder.sandbox.bwrap import bwrap_available
     except ImportError:
         return False
     return bwrap_available()

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import functools
 import io
-import sys
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -27,17 +26,23 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+from autograder import testcells
+from autograder.variants import CORRECT as CORRECT_KIND
+from autograder.variants import (
+    DEGENERATE,
+    GAMING,
+    MISUNDERSTANDING,
+    TEST_CELLS,
+    UNTOUCHED,
+    VARIANTS,
+    apply_edits,
+    make_submission,
+    submission_codes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions  # noqa: E402
-
-from autograder import testcells  # noqa: E402
-from autograder.variants import (  # noqa: E402
-    CORRECT as CORRECT_KIND, DEGENERATE, GAMING, MISUNDERSTANDING, TEST_CELLS, UNTOUCHED, VARIANTS, apply_edits,
-    make_submission, submission_codes)
 
 SEEDS = range(20)
 SOURCE = testcells.read_notebook(ROOT / "assignment.ipynb")

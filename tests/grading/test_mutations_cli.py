@@ -8,11 +8,11 @@ import sys
 
 import nbformat
 import pytest
+from conftest import sandbox_ok
 
 from autograder.course import Course
 from autograder.testcells import read_notebook, test_cells
 from autograder.variants import VARIANTS, make_submission
-from conftest import sandbox_ok
 
 
 def _cli(*args, course):

@@ -13,21 +13,16 @@ functions and never read the grader seed, so one run per variant decides.
 """
 import copy
 import io
-import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+from autograder import testcells
+from autograder.variants import CORRECT, DEGENERATE, MISUNDERSTANDING, VARIANTS, apply_edits, submission_codes
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions  # noqa: E402
-
-from autograder import testcells  # noqa: E402
-from autograder.variants import (  # noqa: E402
-    CORRECT, DEGENERATE, MISUNDERSTANDING, VARIANTS, apply_edits, submission_codes)
 
 SOURCE = testcells.read_notebook(ROOT / "assignment.ipynb")
 SETUP = testcells.setup_source(SOURCE)

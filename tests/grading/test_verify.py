@@ -1,4 +1,4 @@
-"""autograder.verify: the out-of-kernel re-verification, and the wire format it talks over.
+"""autograder.judge.verify: the out-of-kernel re-verification, and the wire format it talks over.
 
 The reference solution passes every cell (with and without the sandbox), the untouched release
 notebook fails every cell, bug variants get exactly the verdicts the test cells give in-process,
@@ -8,22 +8,19 @@ import copy
 import io
 import resource
 import struct
-import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import sandbox_ok
+
+from autograder import testcells
+from autograder.judge import wire
+from autograder.judge.verify import _memory_cap, student_code, verify
+from autograder.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from conftest import sandbox_ok  # noqa: E402
-
-from autograder import testcells, wire  # noqa: E402
-from autograder.variants import VARIANTS  # noqa: E402
-from autograder.verify import _memory_cap, student_code, verify  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)
@@ -32,7 +29,7 @@ GRADE_IDS = [gid for gid, _, _ in CELLS]
 
 
 SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here"))]
+    not sandbox_ok(), reason="bubblewrap missing or unusable here"))]
 
 
 def write_submission(path, overrides=(), added=()):

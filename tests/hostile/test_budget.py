@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from autograder import jobs
+from autograder.grading import jobs
 
 
 def _sleeper(seconds, pid_file):

@@ -1,4 +1,4 @@
-"""Feedback is built only from trusted data (autograder/feedback_page.py).
+"""Feedback is built only from trusted data (autograder/grading/feedback_page.py).
 
 Each student here has an autograded notebook written by this test the way a hostile grading run could
 leave it: every output of every cell prints all hidden-test lines and the hidden inputs, the folder
@@ -23,15 +23,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from autograder.course import ASSIGNMENT, NOTEBOOK, Course
+from autograder.grading.feedback_page import MAX_TEXT, MISSING_DETAILS, TAMPER, sanitize_html
+from autograder.testcells import read_notebook
+from autograder.variants import VARIANTS, make_submission
+from autograder.verbs.feedback import course_secrets, feedback, leaked_lines
 
-from autograder.course import ASSIGNMENT, NOTEBOOK, Course  # noqa: E402
-from autograder.feedback import course_secrets, feedback, leaked_lines  # noqa: E402
-from autograder.feedback_page import MAX_TEXT, MISSING_DETAILS, TAMPER, sanitize_html  # noqa: E402
-from autograder.testcells import read_notebook  # noqa: E402
-from autograder.variants import VARIANTS, make_submission  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
           "test_forward": 2, "test_loss_value": 2, "test_gradients": 4, "test_weight_decay": 2,
@@ -452,7 +450,8 @@ def test_plain_nbgrader_generate_feedback_builds_the_same_trusted_page(fb, tmp_p
 
 
 def test_a_failed_regrade_removes_the_old_feedback(fb, tmp_path):
-    from autograder.grade import Outcome, merge
+    from autograder.grading.job import Outcome
+    from autograder.grading.merge import merge
 
     course = Course(tmp_path / "copy")
     shutil.copytree(fb[0].root, course.root, symlinks=True)
@@ -466,7 +465,7 @@ def test_a_failed_regrade_removes_the_old_feedback(fb, tmp_path):
 
 
 def test_the_course_config_wires_the_same_pipeline_as_the_kit(fb):
-    from autograder.feedback import FILTERS, PREPROCESSORS
+    from autograder.verbs.feedback import FILTERS, PREPROCESSORS
     config = fb[0].load_config()
     assert list(config.GenerateFeedback.preprocessors) == PREPROCESSORS
     assert dict(config.HTMLExporter.filters) == FILTERS

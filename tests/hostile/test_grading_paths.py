@@ -21,16 +21,16 @@ import pytest
 from conftest import sandbox_ok
 
 from autograder import testcells
-from autograder.collect import collect
 from autograder.course import Course
-from autograder.export import export
-from autograder.feedback import feedback
-from autograder.grade import grade
-from autograder.release import release
-from autograder.reverify import METADATA_KEY
+from autograder.grading.pipeline import METADATA_KEY
+from autograder.judge.verify import verify
 from autograder.seeds import SECRET_FILE
 from autograder.variants import VARIANTS, make_submission
-from autograder.verify import verify
+from autograder.verbs.collect import collect
+from autograder.verbs.export import export
+from autograder.verbs.feedback import feedback
+from autograder.verbs.grade import grade
+from autograder.verbs.release import release
 
 pytestmark = pytest.mark.skipif(not sandbox_ok(), reason="the course sandboxes kernels and bubblewrap is unusable here")
 quiet = lambda *args, **kwargs: None  # noqa: E731

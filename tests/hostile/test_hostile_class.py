@@ -22,7 +22,6 @@ import json
 import re
 import secrets
 import shutil
-import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -30,14 +29,8 @@ from typing import NamedTuple
 
 import nbformat
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-for path in (ROOT, ROOT / "tests", Path(__file__).resolve().parent):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from conftest import sandbox_ok  # noqa: E402
-from hostile_submissions import (  # noqa: E402
+from conftest import sandbox_ok
+from hostile_submissions import (
     SQLITE_MAGIC,
     Listener,
     added,
@@ -53,14 +46,16 @@ from hostile_submissions import (  # noqa: E402
     variant,
 )
 
-from autograder.collect import collect  # noqa: E402
-from autograder.course import Course  # noqa: E402
-from autograder.export import export  # noqa: E402
-from autograder.feedback import feedback, hidden_lines  # noqa: E402
-from autograder.grade import grade  # noqa: E402
-from autograder.release import release  # noqa: E402
-from autograder.testcells import read_notebook  # noqa: E402
-from autograder.verify import verify  # noqa: E402
+from autograder.course import Course
+from autograder.judge.verify import verify
+from autograder.testcells import read_notebook
+from autograder.verbs.collect import collect
+from autograder.verbs.export import export
+from autograder.verbs.feedback import feedback, hidden_lines
+from autograder.verbs.grade import grade
+from autograder.verbs.release import release
+
+ROOT = Path(__file__).resolve().parents[2]
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
           "test_forward": 2, "test_loss_value": 2, "test_gradients": 4, "test_weight_decay": 2,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import collect as intake
-from autograder.collect import collect, reserved_id
 from autograder.course import Course, CourseError
+from autograder.verbs import collect as intake
+from autograder.verbs.collect import collect, reserved_id
 
 GOOD = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 # What a student must never get graded as theirs: stands in for the instructor's source notebook.

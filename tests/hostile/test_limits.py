@@ -14,18 +14,12 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from autograder.sandbox import cgroup
+from autograder.sandbox.bwrap import BWRAP_MISSING_HELP, bwrap_available, sandbox_argv
+from autograder.sandbox.cgroup import Jail
+from autograder.sandbox.kernel import SandboxedKernelManager
 
-from autograder import cgroup  # noqa: E402
-from autograder.cgroup import Jail  # noqa: E402
-from autograder.sandbox import (  # noqa: E402
-    BWRAP_MISSING_HELP,
-    SandboxedKernelManager,
-    bwrap_available,
-    sandbox_argv,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     not bwrap_available(), reason=f"sandbox unusable here: {BWRAP_MISSING_HELP} "
@@ -96,7 +90,7 @@ def _notebook(*sources):
 
 
 def _output_bytes(outputs):
-    from autograder.preprocessors import _payload_bytes
+    from autograder.grading.execute import _payload_bytes
     return sum(_payload_bytes(dict(o)) for o in outputs)
 
 
@@ -128,7 +122,7 @@ def test_output_flood_is_capped(workdir):
     """200 MB printed at once, 200 MB in 2 MB pieces, 300 images, an error past the cap: the
     stored notebook stays under the caps, later cells still run and store their output, the
     failing cell still fails, and the grader's memory does not follow the flood."""
-    from autograder.preprocessors import GradingExecute
+    from autograder.grading.execute import GradingExecute
 
     nb = _notebook(
         'print("a" * (200 << 20))',
@@ -171,7 +165,7 @@ def test_output_flood_is_capped(workdir):
 
 def test_submission_budget_uses_timeout_func(workdir):
     """The whole-submission budget shortens a cell's timeout through nbclient's timeout_func."""
-    from autograder.preprocessors import GradingExecute
+    from autograder.grading.execute import GradingExecute
 
     nb = _notebook("x = 1", "while True:\n    pass", "while True:\n    pass", "print(x)")
     ep = GradingExecute(timeout=60, submission_timeout=3)
@@ -379,10 +373,9 @@ def test_kernel_fallback_forced_by_trait(workdir):
 def test_stale_groups_of_a_dead_owner_are_reaped(tmp_path):
     """A grader killed before closing its jail leaves a group with a process in it; reap_stale
     kills that process and removes the group, and leaves the groups of live owners alone."""
-    owner = f"""
+    owner = """
 import os, subprocess, sys
-sys.path.insert(0, {str(ROOT)!r})
-from autograder.cgroup import Jail
+from autograder.sandbox.cgroup import Jail
 jail = Jail.create(memory_mb=256, max_processes=8, use_cgroups=True)
 child = subprocess.Popen([*jail.join_argv(), "sleep", "600"], start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

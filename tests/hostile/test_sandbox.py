@@ -17,17 +17,10 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from autograder.sandbox.bwrap import BWRAP_MISSING_HELP, bwrap_available, make_sandbox_readable, sandbox_argv
+from autograder.sandbox.kernel import SandboxedKernelManager
 
-from autograder.sandbox import (  # noqa: E402
-    BWRAP_MISSING_HELP,
-    SandboxedKernelManager,
-    bwrap_available,
-    make_sandbox_readable,
-    sandbox_argv,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     not bwrap_available(), reason=f"sandbox unusable here: {BWRAP_MISSING_HELP} "
@@ -174,7 +167,7 @@ def test_course_home_and_kit_are_invisible(kernel, course):
     root, workdir = course
     secrets = [root / "source" / "ps1" / "secret.ipynb", root / "gradebook.db",
                root / "submitted" / "other_student" / "ps1" / "x",
-               ROOT / "autograder" / "sandbox.py", ROOT / "requirements.txt", Path("/etc/shadow"),
+               ROOT / "autograder" / "sandbox" / "bwrap.py", ROOT / "requirements.txt", Path("/etc/shadow"),
                Path.home() / ".bashrc", Path("/root/.bash_history")]
     for path in secrets[:5]:
         assert path.exists()  # so each probe below could have succeeded without the sandbox
@@ -448,7 +441,7 @@ def test_execute_preprocessor_times_out_and_interrupts(course, tmp_path):
     workdir = root / "autograded" / "looper" / "ps1"
     workdir.mkdir(parents=True)
     nb = _notebook("x = 20", "while True:\n    pass", "print(x + 22)")
-    from autograder.preprocessors import GradingExecute
+    from autograder.grading.execute import GradingExecute
     ep = GradingExecute(timeout=3)  # what the course's nbgrader_config.py runs
     assert ep.kernel_manager_class is SandboxedKernelManager
     t0 = time.monotonic()

@@ -1,4 +1,4 @@
-"""Submissions that tamper with the grading, against autograder.verify.
+"""Submissions that tamper with the grading, against autograder.judge.verify.
 
 Each case is the reference solution with some solution cells replaced: wrong code plus an attempt
 to forge passing verdicts (patching numpy, helpers or builtins, faking the grader's kit) or to
@@ -6,20 +6,16 @@ break the verifier (garbage on the protocol, dying, hanging, unsendable or huge 
 verifier runs the tests in its own process, so the wrong cells get 0 and every honest cell passes.
 """
 import copy
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import sandbox_ok
+
+from autograder import testcells
+from autograder.judge.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from conftest import sandbox_ok  # noqa: E402
-
-from autograder import testcells  # noqa: E402
-from autograder.verify import verify  # noqa: E402
 
 SOURCE = ROOT / "assignment.ipynb"
 SOURCE_NB = testcells.read_notebook(SOURCE)
@@ -29,7 +25,7 @@ CALL_TIMEOUT = 2
 
 
 SANDBOX_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here"))]
+    not sandbox_ok(), reason="bubblewrap missing or unusable here"))]
 
 
 def with_reference(gid, before="", after="", replace=()):
@@ -159,7 +155,7 @@ def test_tampering_gains_nothing(tmp_path, sandbox, name, overrides, must_fail, 
         assert result.notes == []
 
 
-@pytest.mark.skipif(not sandbox_ok(), reason="autograder.sandbox missing or bwrap unusable here")
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap missing or unusable here")
 def test_sandboxed_worker_sees_nothing_of_the_kit(tmp_path):
     """A relu that is right only when it can read the source notebook (the hidden tests)."""
     probe = with_reference("relu", "import os", replace=[(

@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from autograder.collect import collect
 from autograder.course import Course, CourseError
+from autograder.verbs.collect import collect
 
 GOOD = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 

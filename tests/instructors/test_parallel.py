@@ -6,9 +6,9 @@ import pytest
 from conftest import sandbox_ok
 
 from autograder.course import Course, CourseError
-from autograder.grade import grade
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
+from autograder.verbs.grade import grade
 
 CLASS = ("perfect", "dz_missing_1_over_n", "relu_mask_missing", "untouched", "loss_and_grad_per_row_loop")
 
@@ -36,7 +36,7 @@ def test_two_workers_give_the_grades_of_one(released_course, tmp_path):
 
 
 def test_grading_refuses_without_bubblewrap_and_says_how_to_fix_it(released_course, monkeypatch):
-    import autograder.sandbox as sandbox
+    import autograder.sandbox.bwrap as sandbox
     monkeypatch.setattr(sandbox, "bwrap_available", lambda: False)
     with pytest.raises(CourseError, match=r"apt-get install bubblewrap.*--no-sandbox"):
         grade(released_course, progress=False, echo=lambda *_: None)

@@ -11,14 +11,14 @@ import sys
 import pytest
 from conftest import sandbox_ok
 
-from autograder.collect import collect
 from autograder.course import Course
-from autograder.demo import SAMPLE_CLASS, write_sample_class
-from autograder.export import export
-from autograder.feedback import course_secrets, feedback, leaked_lines
-from autograder.grade import grade
-from autograder.release import release
-from autograder.report import report
+from autograder.samples.demo import SAMPLE_CLASS, write_sample_class
+from autograder.verbs.collect import collect
+from autograder.verbs.export import export
+from autograder.verbs.feedback import course_secrets, feedback, leaked_lines
+from autograder.verbs.grade import grade
+from autograder.verbs.release import release
+from autograder.verbs.report import report
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
           "test_forward": 2, "test_loss_value": 2, "test_gradients": 4, "test_weight_decay": 2,

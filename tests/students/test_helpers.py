@@ -19,17 +19,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import helpers  # noqa: E402
-from helpers import (  # noqa: E402
-    GradientCheck, assert_array, assert_close, assert_gradient_close, assert_history, assert_keys, assert_number,
-    assert_returns, assert_unchanged, check_gradient, diagnose_gradient, format_check, gradient_report,
-    hint_on_shape_error, init_params, load_mnist, numerical_gradient, quiet, rel_error, toy_network,
+import helpers
+from helpers import (
+    GradientCheck,
+    assert_array,
+    assert_close,
+    assert_gradient_close,
+    assert_history,
+    assert_keys,
+    assert_number,
+    assert_returns,
+    assert_unchanged,
+    check_gradient,
+    diagnose_gradient,
+    format_check,
+    gradient_report,
+    hint_on_shape_error,
+    init_params,
+    load_mnist,
+    numerical_gradient,
+    quiet,
+    rel_error,
+    toy_network,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 
 # ----------------------------------------------------------------------------------------------
 # numerical_gradient, rel_error

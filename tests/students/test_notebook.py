@@ -5,8 +5,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from autograder import testcells
 from autograder.testcells import STUDENT_FUNCTIONS, grade_id, reference_solutions, solution_cells
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from .cgroup import reap_stale
+from autograder.sandbox.cgroup import reap_stale
 
 
 class Job(NamedTuple):

@@ -1,6 +1,6 @@
 """`release`: build the course directory and the student version of the assignment."""
-from .course import ASSIGNMENT, Course, CourseError, copy_sources, failure_line, open_api, write_config
-from .seeds import ensure_secret
+from autograder.course import ASSIGNMENT, Course, CourseError, copy_sources, failure_line, open_api, write_config
+from autograder.seeds import ensure_secret
 
 
 def release(course=None, *, cell_timeout=60, submission_timeout=300, echo=print):

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from .course import NOTEBOOK, Course, CourseError, reserved_id
+from autograder.course import NOTEBOOK, Course, CourseError, reserved_id
 
 # LMS downloads name files "<student>_<anything>.ipynb" (nbgrader's zip_collect default is alike).
 DEFAULT_PATTERN = r"^(?P<student_id>[^_/\\]+)"

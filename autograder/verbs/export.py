@@ -2,8 +2,8 @@
 import csv
 import json
 
-from .course import ASSIGNMENT, Course
-from .results import collect_grades
+from autograder.course import ASSIGNMENT, Course
+from autograder.results import collect_grades
 
 
 def export(course=None, echo=print):

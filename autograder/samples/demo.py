@@ -5,15 +5,15 @@ import zipfile
 
 import nbformat
 
-from .collect import collect
-from .course import Course, CourseError
-from .export import export
-from .feedback import feedback
-from .grade import grade
-from .release import release
-from .report import report
-from .testcells import read_notebook
-from .variants import VARIANTS, make_submission
+from autograder.course import Course, CourseError
+from autograder.testcells import read_notebook
+from autograder.variants import VARIANTS, make_submission
+from autograder.verbs.collect import collect
+from autograder.verbs.export import export
+from autograder.verbs.feedback import feedback
+from autograder.verbs.grade import grade
+from autograder.verbs.release import release
+from autograder.verbs.report import report
 
 # The sample class: who submitted what (variants.py describes each).
 SAMPLE_CLASS = {
@@ -71,7 +71,7 @@ def demo(course=None, echo=print):
     folders, zip_path = write_sample_class(course, course.root / "sample_class")
     echo(f"== collect {folders}"); collect(folders, course, echo=echo)
     echo(f"== collect {zip_path}"); collect(zip_path, course, echo=echo)
-    from .sandbox import bwrap_available
+    from autograder.sandbox.bwrap import bwrap_available
     sandbox = bwrap_available()
     if not sandbox:
         echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")

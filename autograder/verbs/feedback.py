@@ -16,8 +16,8 @@ import urllib.parse
 
 from traitlets.config import Config
 
-from .course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
-from .testcells import read_notebook
+from autograder.course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
+from autograder.testcells import read_notebook
 
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
 
@@ -25,11 +25,11 @@ BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenT
 # says the same (so `nbgrader generate_feedback` and the formgrader agree); the kit's verb passes it
 # explicitly too, so a course released with an older config still gets trusted pages.
 PREPROCESSORS = [
-    "autograder.feedback_page.TrustedFeedback",
+    "autograder.grading.feedback_page.TrustedFeedback",
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
-FILTERS = {"markdown2html": "autograder.feedback_page.markdown2html"}
+FILTERS = {"markdown2html": "autograder.grading.feedback_page.markdown2html"}
 
 
 def feedback_config():
@@ -58,7 +58,7 @@ def secret_lines(source_nb, public_texts=()):
     """The hidden-test lines a student has no other way to see: `hidden_lines` minus every line that
     also occurs in the release version of the notebook (a visible test may share a line with a hidden
     one) or in `public_texts` (files handed out with it, e.g. helpers.py)."""
-    from .feedback_page import release_cells
+    from autograder.grading.feedback_page import release_cells
     public = _collapse("\n".join([cell.source for cell in release_cells(source_nb, every_cell=True)]
                                   + list(public_texts)))
     return {line for line in hidden_lines(source_nb) if _collapse(line) not in public}
@@ -66,7 +66,7 @@ def secret_lines(source_nb, public_texts=()):
 
 def course_secrets(course):
     """secret_lines of the course's source notebook, with the student files' text as public."""
-    from .course import STUDENT_FILES
+    from autograder.course import STUDENT_FILES
     texts = [(course.source / name).read_text(encoding="utf-8", errors="replace")
              for name in STUDENT_FILES if name.endswith(".py") and (course.source / name).is_file()]
     return secret_lines(read_notebook(course.notebook(course.source)), texts)

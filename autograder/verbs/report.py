@@ -1,7 +1,7 @@
 """`report`: what a TA would rather look at than read — a grade histogram, the pass rate of each
 test (which concepts the class struggled with), and a short text table."""
-from .course import Course
-from .results import collect_grades
+from autograder.course import Course
+from autograder.results import collect_grades
 
 
 def pass_rates(cells, records):

@@ -24,7 +24,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, default
 
-from . import notebook, seeds
+from autograder import notebook, seeds
 
 METADATA_KEY = "autograder"
 TAMPER = ("passed in the student's kernel but failed when the grader ran it again outside the kernel: "
@@ -48,7 +48,7 @@ class Reverify(NbGraderPreprocessor):
     """The grader's verdict on every autograded test cell decides its points (see module doc)."""
 
     sandbox = Bool(True, help="Run the student's functions in the bubblewrap sandbox while verifying "
-                              "(autograder.sandbox); off only for trusted code").tag(config=True)
+                              "(autograder.sandbox.bwrap); off only for trusted code").tag(config=True)
     term_seed = Integer(help="Course-wide seed mixed into every submission's seed; change it to draw "
                              "new hidden inputs for a new term (default: $BACKPROP_GRADER_SEED or 0)").tag(config=True)
     deadline = Float(0.0, help="time.monotonic() by which verification must end (the kit's grade sets "
@@ -59,7 +59,7 @@ class Reverify(NbGraderPreprocessor):
         return seeds.term_seed_from_env()
 
     def preprocess(self, nb, resources):
-        from .preprocessors import GradingExecute  # the time limits are its settings
+        from autograder.grading.execute import GradingExecute  # the time limits are its settings
 
         limits = GradingExecute(parent=self)
         info = resources["nbgrader"]
@@ -81,7 +81,7 @@ class Reverify(NbGraderPreprocessor):
         return nb, resources
 
     def _verify(self, source_path, submitted, seed, cell_timeout, total, source_nb):
-        from .verify import Verdict, verify
+        from autograder.judge.verify import Verdict, verify
 
         try:
             with tempfile.TemporaryDirectory(prefix="autograder-verify-") as workdir:

@@ -86,7 +86,7 @@ class GradingExecute(Execute):
     ``max_message_mb``), so the grader's memory does not grow with what the kernel sends.
     """
 
-    sandbox = Bool(True, help="Run the kernel in a bubblewrap sandbox (autograder.sandbox)").tag(config=True)
+    sandbox = Bool(True, help="Run the kernel in a bubblewrap sandbox (autograder.sandbox.bwrap)").tag(config=True)
     submission_timeout = Integer(300, help="Seconds for all cells of one submission").tag(config=True)
     max_cell_output_bytes = Integer(1 << 20, help=(
         "Output one cell may store, all types together (streams, images, display data, errors; "
@@ -102,7 +102,7 @@ class GradingExecute(Execute):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if self.sandbox:
-            from .sandbox import SandboxedKernelManager
+            from autograder.sandbox.kernel import SandboxedKernelManager
             self.kernel_manager_class = SandboxedKernelManager
         else:
             self.kernel_manager_class = AsyncKernelManager

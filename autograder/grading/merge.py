@@ -1,0 +1,60 @@
+"""The one writer of a course's results: a job's outcome into the gradebook and autograded/, and
+grading_status.json."""
+import json
+import shutil
+import time
+from dataclasses import asdict
+
+from autograder.course import ASSIGNMENT, NOTEBOOK
+from autograder.results import STATUS_FILE
+
+
+def merge(course, outcome):
+    """Write one outcome into the course: the autograded notebook and the gradebook (or, for a
+    failure, remove every older result so that nothing stale looks current)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    dest = course.autograded(outcome.student)
+    if not outcome.ok:
+        with Gradebook(course.db_url) as gb:
+            try:
+                gb.remove_submission(ASSIGNMENT, outcome.student)
+            except MissingEntry:
+                pass
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(course.feedback(outcome.student), ignore_errors=True)
+        return
+    staged = dest.with_name(f".{dest.name}.incoming")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    course.notebook(staged).write_bytes(outcome.notebook)
+    shutil.rmtree(dest, ignore_errors=True)
+    staged.rename(dest)
+    with Gradebook(course.db_url) as gb:
+        gb.update_or_create_student(outcome.student)
+        kwargs = {"timestamp": outcome.timestamp} if outcome.timestamp else {}
+        gb.update_or_create_submission(ASSIGNMENT, outcome.student, **kwargs)
+        notebook = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, outcome.student)
+        notebook.late_submission_penalty = outcome.late_penalty
+        for grade in notebook.grades:
+            if grade.name in outcome.grades:
+                grade.auto_score, needs_manual = outcome.grades[grade.name]
+                grade.needs_manual_grade = needs_manual or grade.manual_score is not None
+        for comment in notebook.comments:
+            comment.auto_comment = outcome.comments.get(comment.name, comment.auto_comment)
+        gb.db.commit()
+
+
+def write_status(course, outcomes):
+    """grading_status.json: the latest outcome of every student ever graded (merged, not replaced)."""
+    path = course.root / STATUS_FILE
+    status = json.loads(path.read_text()) if path.is_file() else {}
+    for outcome in outcomes:
+        record = asdict(outcome)
+        for key in ("notebook", "grades", "comments"):
+            record.pop(key)
+        record["status"] = ("failed" if not outcome.ok else
+                            "tamper suspected" if outcome.tamper_cells else "graded")
+        record["graded_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        status[outcome.student] = record
+    path.write_text(json.dumps(status, indent=2, sort_keys=True))

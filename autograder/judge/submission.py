@@ -1,0 +1,30 @@
+"""The student's code in a submitted notebook, as the worker loads it."""
+
+
+from autograder import testcells
+
+
+def student_code(source_nb, submitted_nb):
+    """[(label, source)] of the submission's code, in notebook order: the solution cells whose
+    grade_id is one of the source notebook's, and the code cells the student added (no nbgrader
+    role), IPython magics removed. Locked and test cells of the submission are ignored."""
+    solution_ids = set(testcells.solution_cells(source_nb))
+    code = []
+    for index, cell in enumerate(submitted_nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {}).get("nbgrader") or {}
+        if meta.get("solution") and meta.get("grade_id") in solution_ids:
+            label = meta["grade_id"]
+        elif not any(meta.get(role) for role in ("solution", "grade", "locked", "task")):
+            label = f"cell {index}"  # a cell the student added
+        else:
+            continue  # locked cells and tests: the grader runs the source notebook's own
+        source = cell.get("source", "")
+        if not isinstance(source, str):
+            raise TypeError(f"cell {index} has a source of type {type(source).__name__}")
+        code.append((label, testcells.strip_magics(source)))
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
