@@ -7,6 +7,12 @@ from pathlib import Path
 from autograder.course import Course, CourseError
 
 
+def _default(trait):
+    """A limit's default, from the one place it is set (GradingExecute's traits)."""
+    from autograder.grading.execute import GradingExecute
+    return GradingExecute.class_traits()[trait].default_value
+
+
 def _parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--course", metavar="DIR", default=argparse.SUPPRESS,
@@ -16,9 +22,10 @@ def _parser():
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("release", parents=[common], help="build the course and the student version")
-    p.add_argument("--cell-timeout", type=int, default=60, metavar="S", help="seconds per cell (default 60)")
-    p.add_argument("--submission-timeout", type=int, default=300, metavar="S",
-                   help="seconds per submission, all cells (default 300)")
+    p.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                   help=f"seconds per cell (default {_default('timeout')})")
+    p.add_argument("--submission-timeout", type=int, default=None, metavar="S",
+                   help=f"seconds per submission, all cells (default {_default('submission_timeout')})")
 
     p = verbs.add_parser("collect", parents=[common], help="ingest submissions: a folder or an LMS zip")
     p.add_argument("path", help="folder of per-student folders or files, or a .zip of either")

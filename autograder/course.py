@@ -28,10 +28,10 @@ c = get_config()
 c.CourseDirectory.course_id = "backprop"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
 
-# Time limits, set on purpose (nbgrader's default of 30 s a cell kills real notebooks):
-# a cell may take a minute (training on a slow machine), a whole submission five.
-c.Execute.timeout = {cell_timeout}
-c.Execute.startup_timeout = 60
+# Time limits (autograder.grading.execute.GradingExecute says what each means): a cell may take
+# {cell_timeout} s in the kernel and again in verification; a whole submission {submission_timeout} s for each.
+c.GradingExecute.timeout = {cell_timeout}
+c.GradingExecute.startup_timeout = 60
 c.GradingExecute.submission_timeout = {submission_timeout}
 
 # Student code is untrusted: it runs in a bubblewrap sandbox (no network, no view of the course),
@@ -39,7 +39,6 @@ c.GradingExecute.submission_timeout = {submission_timeout}
 # (autograder.grading.pipeline). Every way of autograding this course -- the kit's `grade`, `nbgrader
 # autograde`, formgrader's button -- goes through this pipeline and stores verified scores only.
 c.GradingExecute.sandbox = {sandbox}
-c.Reverify.sandbox = {sandbox}
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
@@ -161,7 +160,14 @@ class CourseError(Exception):
     """A problem the instructor can fix, with a one-line message that says how."""
 
 
-def write_config(course, *, sandbox=True, cell_timeout=60, submission_timeout=300):
+def write_config(course, *, sandbox=True, cell_timeout=None, submission_timeout=None):
+    """The course's nbgrader_config.py; a limit left None is GradingExecute's default."""
+    from autograder.grading.execute import GradingExecute
+    defaults = GradingExecute.class_traits()
+    if cell_timeout is None:
+        cell_timeout = defaults["timeout"].default_value
+    if submission_timeout is None:
+        submission_timeout = defaults["submission_timeout"].default_value
     course.root.mkdir(parents=True, exist_ok=True)
     course.config_file.write_text(CONFIG_TEMPLATE.format(
         sandbox=bool(sandbox), cell_timeout=int(cell_timeout),

@@ -86,8 +86,13 @@ class GradingExecute(Execute):
     ``max_message_mb``), so the grader's memory does not grow with what the kernel sends.
     """
 
-    sandbox = Bool(True, help="Run the kernel in a bubblewrap sandbox (autograder.sandbox.bwrap)").tag(config=True)
-    submission_timeout = Integer(300, help="Seconds for all cells of one submission").tag(config=True)
+    sandbox = Bool(True, help="Run student code in the bubblewrap sandbox (autograder.sandbox): the kernel here, "
+                              "the verification worker in Reverify; off only for trusted code").tag(config=True)
+    timeout = Integer(60, allow_none=True, help=(
+        "Seconds a cell may run, in the kernel and in verification (nbgrader's own 30 s kills real notebooks)")
+    ).tag(config=True)
+    submission_timeout = Integer(300, help="Seconds for one submission: all cells in the kernel, and then "
+                                           "all of verification").tag(config=True)
     max_cell_output_bytes = Integer(1 << 20, help=(
         "Output one cell may store, all types together (streams, images, display data, errors; "
         "bytes); the rest of that cell's output is replaced by one notice")).tag(config=True)

@@ -52,7 +52,7 @@ def grade_in_scratch(course_root, student, scratch_root, sandbox, seed, budget):
         return Outcome(student, False, f"not graded: {problem}", time.monotonic() - start)
 
     config = Config()
-    config.GradingExecute.sandbox = config.Reverify.sandbox = bool(sandbox)
+    config.GradingExecute.sandbox = bool(sandbox)
     config.Reverify.deadline = start + budget
     if seed is not None:
         config.Reverify.term_seed = int(seed)

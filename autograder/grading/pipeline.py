@@ -22,7 +22,7 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Bool, Float, Integer, default
+from traitlets import Float, Integer, default
 
 from autograder import notebook, seeds
 
@@ -47,8 +47,6 @@ class StripHiddenTests(NbGraderPreprocessor):
 class Reverify(NbGraderPreprocessor):
     """The grader's verdict on every autograded test cell decides its points (see module doc)."""
 
-    sandbox = Bool(True, help="Run the student's functions in the bubblewrap sandbox while verifying "
-                              "(autograder.sandbox.bwrap); off only for trusted code").tag(config=True)
     term_seed = Integer(help="Course-wide seed mixed into every submission's seed; change it to draw "
                              "new hidden inputs for a new term (default: $BACKPROP_GRADER_SEED or 0)").tag(config=True)
     deadline = Float(0.0, help="time.monotonic() by which verification must end (the kit's grade sets "
@@ -61,7 +59,7 @@ class Reverify(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         from autograder.grading.execute import GradingExecute  # the time limits are its settings
 
-        limits = GradingExecute(parent=self)
+        limits = GradingExecute(parent=self)  # the course's time limits and sandbox setting: one source
         info = resources["nbgrader"]
         coursedir = CourseDirectory(config=self.config)
         source_dir = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
@@ -74,18 +72,18 @@ class Reverify(NbGraderPreprocessor):
         if self.deadline:
             total = max(0.0, min(total, self.deadline - time.monotonic()))
         verdicts, notes = self._verify(source_dir / f"{info['notebook']}.ipynb", submitted, seed,
-                                       float(limits.timeout), total, source_nb)
+                                       float(limits.timeout), total, source_nb, limits.sandbox)
         record = _record(nb, source_nb, verdicts, notes, seed)
         _write_verdicts(nb, source_nb, record, self.config)
         nb.metadata[METADATA_KEY] = record
         return nb, resources
 
-    def _verify(self, source_path, submitted, seed, cell_timeout, total, source_nb):
+    def _verify(self, source_path, submitted, seed, cell_timeout, total, source_nb, sandbox):
         from autograder.judge.verify import Verdict, verify
 
         try:
             with tempfile.TemporaryDirectory(prefix="autograder-verify-") as workdir:
-                result = verify(source_path, submitted, workdir, sandbox=self.sandbox, seed=seed,
+                result = verify(source_path, submitted, workdir, sandbox=sandbox, seed=seed,
                                 cell_timeout=cell_timeout, total_timeout=total, config=self.config)
             return result.cells, result.notes + [f"{label}: {message}" for label, message in
                                                  sorted(result.load_errors.items())]

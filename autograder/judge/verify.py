@@ -112,19 +112,18 @@ def _seed_matplotlib_cache(mpl_dir):
         shutil.copy2(fontlist, mpl_dir / fontlist.name)
 
 
-WORKER_ENV = {"LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MNIST_OFFLINE": "1", "NBGRADER_EXECUTION": "autograde",
-              "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+WORKER_ENV = {"MNIST_OFFLINE": "1", "NBGRADER_EXECUTION": "autograde"}  # on top of the sandbox's own
 
 
 def _worker(run, sandbox, config):
     """The worker of a run directory: sandboxed with the kernel's limits (SandboxedKernelManager's
     settings) and a fresh cgroup at every start, or a plain process for trusted code."""
     command = [sys.executable, "-I", str(run / ".grader" / "worker.py")]
+    from autograder.sandbox.bwrap import SANDBOX_ENV, sandbox_argv
     if not sandbox:
-        env = {"PATH": os.defpath, "HOME": str(run), "TMPDIR": str(run), **WORKER_ENV,
+        env = {"PATH": os.defpath, **SANDBOX_ENV, "HOME": str(run), "TMPDIR": str(run), **WORKER_ENV,
                "MPLCONFIGDIR": str(run / ".matplotlib")}
         return Worker(lambda: (command, env, None), str(run))
-    from autograder.sandbox.bwrap import sandbox_argv
     from autograder.sandbox.kernel import SandboxedKernelManager
     limits = SandboxedKernelManager(config=config) if config is not None else SandboxedKernelManager()
     # The run directory is read-only inside: matplotlib's cache goes to /tmp, seeded from ours.

@@ -67,19 +67,23 @@ def demo(course=None, echo=print):
     course.root.mkdir(parents=True)
     (course.root / MARKER).write_text("made by `python -m autograder demo`; safe to delete\n")
 
-    echo("== release"); release(course, echo=echo)
+    echo("== release")
+    release(course, echo=echo)
     folders, zip_path = write_sample_class(course, course.root / "sample_class")
-    echo(f"== collect {folders}"); collect(folders, course, echo=echo)
-    echo(f"== collect {zip_path}"); collect(zip_path, course, echo=echo)
+    for intake in (folders, zip_path):
+        echo(f"== collect {intake}")
+        collect(intake, course, echo=echo)
     from autograder.sandbox.bwrap import bwrap_available
     sandbox = bwrap_available()
     if not sandbox:
         echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")
-    echo("== grade"); grade(course, sandbox=sandbox, echo=echo)
-    echo("== feedback"); feedback(course, echo=echo)
-    echo("== export"); export(course, echo=echo)
-    echo("== report"); report(course, echo=echo)
+    echo("== grade")
+    grade(course, sandbox=sandbox, echo=echo)
+    for name, verb in (("feedback", feedback), ("export", export), ("report", report)):
+        echo(f"== {name}")
+        verb(course, echo=echo)
     echo("\nWhat each sample student submitted:")
     for student, variant in SAMPLE_CLASS.items():
         echo(f"  {student:8s} {VARIANTS[variant].description}")
-    echo(f"\nCourse: {course.root}  (a standard nbgrader course: `cd {course.root} && nbgrader autograde backprop` works too)")
+    echo(f"\nCourse: {course.root}  (a standard nbgrader course: "
+         f"`cd {course.root} && nbgrader autograde backprop` works too)")

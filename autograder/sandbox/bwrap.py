@@ -61,6 +61,14 @@ DEFAULT_ENV_PASSTHROUGH = (
     "OPENBLAS_L2_SIZE",
 )
 
+# The environment of every process that runs student code (the sandbox clears everything else).
+# One BLAS thread: several submissions share the machine's cores.
+SANDBOX_ENV = {
+    "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+    "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "JUPYTER_PLATFORM_DIRS": "1",
+}
+
 # Host uid the sandboxed process runs as when the grader is root (see the module docstring).
 DEFAULT_SANDBOX_UID = 65534
 
@@ -279,19 +287,7 @@ def sandbox_argv(workdir, *, ro_paths=(), rw_paths=(), memory_limit_mb=None, cpu
 
     # --- environment ------------------------------------------------------------------------
     venv_bin = os.path.dirname(os.path.abspath(sys.executable))
-    inside = {
-        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1",
-        "MPLBACKEND": "Agg",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
+    inside = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", **SANDBOX_ENV}
     source_env = os.environ if source_env is None else source_env
     for name in env_passthrough or ():
         if name in source_env:

@@ -3,7 +3,7 @@ from autograder.course import ASSIGNMENT, Course, CourseError, copy_sources, fai
 from autograder.seeds import ensure_secret
 
 
-def release(course=None, *, cell_timeout=60, submission_timeout=300, echo=print):
+def release(course=None, *, cell_timeout=None, submission_timeout=None, echo=print):
     """Write nbgrader_config.py, copy the kit into source/, run generate_assignment.
 
     Returns the release folder (what students receive).
