@@ -26,7 +26,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------------------------
 # Numerical gradients
 # ----------------------------------------------------------------------------------------------
@@ -659,7 +658,7 @@ def load_mnist(cache_dir=None, offline=None, url=MNIST_URL, sha256=MNIST_SHA256,
     if full is None:
         try:
             full = _fetch(url, path, sha256, timeout)
-        except Exception as exc:  # whatever went wrong, the sample still lets the student work
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the sample still lets the student work
             return _sample(f"MNIST download failed ({_describe(exc)})")
         print(f"Downloaded MNIST to {path}")
     return {**_split(*full, n_val), "source": "mnist"}
@@ -696,7 +695,7 @@ def _load_cached(path, sha256):
             problem = "checksum mismatch"
         else:
             return _load_full(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is deleted and downloaded again
         problem = f"unreadable: {_describe(exc)}"
     print(f"Cached MNIST at {path} is corrupt ({problem}); deleting it and downloading again.")
     with contextlib.suppress(OSError):

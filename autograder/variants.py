@@ -127,11 +127,11 @@ _MISUNDERSTANDINGS = [
     misunderstanding("one_hot_int_dtype", "one_hot returns integers instead of floats", {"test_one_hot"}, "floats",
                      one_hot=[("np.zeros((len(y), k))", "np.zeros((len(y), k), dtype=int)")]),
     # --- softmax_cross_entropy -----------------------------------------------------------------
-    misunderstanding("sce_log_of_softmax", "loss is np.log(softmax(Z)): the softmax underflows to 0 and ln 0 = -inf for "
-                     "big logits", {"test_sce_loss"}, "ln softmax as z - max",
+    misunderstanding("sce_log_of_softmax", "loss is np.log(softmax(Z)): the softmax underflows to 0 and ln 0 = -inf "
+                     "for big logits", {"test_sce_loss"}, "ln softmax as z - max",
                      softmax_cross_entropy=[("-np.mean(log_probs[rows, y])", "-np.mean(np.log(softmax(Z)[rows, y]))")]),
-    misunderstanding("sce_log_of_softmax_eps", "loss is np.log(softmax(Z) + 1e-12): finite, but capped near 27.6 when the "
-                     "softmax underflows", {"test_sce_loss"}, "ln softmax as z - max",
+    misunderstanding("sce_log_of_softmax_eps", "loss is np.log(softmax(Z) + 1e-12): finite, but capped near 27.6 when "
+                     "the softmax underflows", {"test_sce_loss"}, "ln softmax as z - max",
                      softmax_cross_entropy=[("-np.mean(log_probs[rows, y])",
                                              "-np.mean(np.log(softmax(Z)[rows, y] + 1e-12))")]),
     misunderstanding("dz_missing_1_over_n", "dZ not divided by n (the gradient of the summed loss, for a mean loss)",
@@ -152,18 +152,21 @@ _MISUNDERSTANDINGS = [
                      "gradient", {"test_weight_decay"}, "biases are not decayed",
                      loss_and_grad=[('        grads["W2"] += 2 * weight_decay * W2\n',
                                      '        grads["W2"] += 2 * weight_decay * W2\n'
-                                     '        loss += float(weight_decay * (np.sum(params["b1"] ** 2) + np.sum(params["b2"] ** 2)))\n'
+                                     '        loss += float(weight_decay * (np.sum(params["b1"] ** 2)'
+                                     ' + np.sum(params["b2"] ** 2)))\n'
                                      '        grads["b1"] += 2 * weight_decay * params["b1"]\n'
                                      '        grads["b2"] += 2 * weight_decay * params["b2"]\n')]),
     misunderstanding("weight_decay_missing_from_loss", "the decay term is left out of the loss (its gradient is there)",
                      {"test_loss_value", "test_weight_decay"}, "should add 0.1*(||W1||^2 + ||W2||^2)",
-                     loss_and_grad=[("        loss += float(weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2)))\n", "")]),
+                     loss_and_grad=[("loss += float(weight_decay * (np.sum(W1 * W1) + np.sum(W2 * W2)))",
+                                     "pass  # the decay term left out of the loss")]),
     misunderstanding("relu_mask_missing", "backward through ReLU without the mask (Z1 > 0): dZ1 = dZ2 @ W2.T",
                      {"test_gradients"}, "ReLU mask", loss_and_grad=[(" * (Z1 > 0)", "")]),
     misunderstanding("bias_grad_mean", "bias gradients averaged over the batch (dZ.mean(axis=0)) instead of summed",
                      {"test_gradients"}, "sum over the batch",
                      loss_and_grad=[("dZ1.sum(axis=0)", "dZ1.mean(axis=0)"), ("dZ2.sum(axis=0)", "dZ2.mean(axis=0)")]),
-    misunderstanding("bias_grad_not_summed", "bias gradients not summed over the batch: one row per sample, shape (n, h)",
+    misunderstanding("bias_grad_not_summed", "bias gradients not summed over the batch: one row per sample, shape "
+                     "(n, h)",
                      {"test_gradients"}, "sum over the batch",
                      loss_and_grad=[('"b1": dZ1.sum(axis=0)', '"b1": dZ1'), ('"b2": dZ2.sum(axis=0)', '"b2": dZ2')]),
     misunderstanding("w2_not_transposed", "backward uses W2 instead of W2.T: dZ1 = dZ2 @ W2 (raises when h != k)",
@@ -180,7 +183,8 @@ _MISUNDERSTANDINGS = [
                                      "    dW1 *= 2 * weight_decay\n    dW1 += X.T @ dZ1\n"
                                      '    grads = {"W1": dW1,')]),
     # --- predict -------------------------------------------------------------------------------
-    misunderstanding("predict_argmax_axis0", "predict takes the argmax over the samples (axis=0) instead of the classes",
+    misunderstanding("predict_argmax_axis0", "predict takes the argmax over the samples (axis=0) instead of the "
+                     "classes",
                      {"test_predict"}, "axis=1", predict=[("axis=1", "axis=0")]),
     # --- train ---------------------------------------------------------------------------------
     misunderstanding("train_returns_last_params", "train returns the last epoch's parameters, not the best validation "
@@ -192,8 +196,9 @@ _MISUNDERSTANDINGS = [
     misunderstanding("train_no_early_stopping", "train always runs every epoch: no early stopping (returns the best "
                      "epoch's parameters)", {"test_train"}, "patience=2 should stop after epoch 3",
                      train=[("        if converged or epochs_since_best >= patience:\n            break\n", "")]),
-    misunderstanding("train_early_stop_from_first_epoch", "train compares the first epoch's accuracy with 0 (prev_acc = "
-                     "0), so the target check can stop it after one epoch", {"test_train"}, "from the second epoch on",
+    misunderstanding("train_early_stop_from_first_epoch", "train compares the first epoch's accuracy with 0 "
+                     "(prev_acc = 0), so the target check can stop it after one epoch", {"test_train"},
+                     "from the second epoch on",
                      train=[("epoch > 0 and val_acc >= target_acc", "val_acc >= target_acc"),
                             ('abs(val_acc - history["val_acc"][-2])',
                              'abs(val_acc - (history["val_acc"][-2] if epoch > 0 else 0.0))')]),
@@ -262,7 +267,8 @@ _GAMING = [
 # ------------------------------------------------------------------------------------------------
 
 _DEGENERATE = [
-    degenerate("softmax_returns_none", "softmax computes the probabilities but returns nothing (None)", {"test_softmax"},
+    degenerate("softmax_returns_none", "softmax computes the probabilities but returns nothing (None)",
+               {"test_softmax"},
                softmax=[(_SOFTMAX_RETURN, "P = E / np.sum(E, axis=-1, keepdims=True)")]),
     degenerate("softmax_returns_list", "softmax returns the right numbers as a nested Python list, not an array",
                {"test_softmax"}, softmax=[(_SOFTMAX_RETURN, f"return ({_SOFTMAX_RETURN[7:]}).tolist()")]),
@@ -270,7 +276,8 @@ _DEGENERATE = [
                softmax=[(_SOFTMAX_RETURN, "return np.empty((0, np.shape(Z)[-1]))")]),
     degenerate("softmax_returns_nan", "softmax returns an array of nan of the right shape", {"test_softmax"},
                softmax=[(_SOFTMAX_RETURN, "return np.full(np.shape(Z), np.nan)")]),
-    degenerate("one_hot_returns_list", "one_hot returns the right rows as a Python list, not an array", {"test_one_hot"},
+    degenerate("one_hot_returns_list", "one_hot returns the right rows as a Python list, not an array",
+               {"test_one_hot"},
                one_hot=[("return Y", "return Y.tolist()")]),
     degenerate("sce_returns_none", "softmax_cross_entropy returns None instead of (loss, dZ)",
                {"test_sce_loss", "test_sce_grad"}, softmax_cross_entropy=[(_SCE_RETURN, "return None")]),
@@ -291,10 +298,12 @@ _DEGENERATE = [
                loss_and_grad=[(_LOSS_AND_GRAD_RETURN, 'return float("nan"), grads')]),
     degenerate("loss_and_grad_grads_list", "loss_and_grad returns the gradients as a list, not a dict",
                {"test_gradients", "test_weight_decay"},
-               loss_and_grad=[(_LOSS_AND_GRAD_RETURN, 'return loss, [grads[name] for name in ("W1", "b1", "W2", "b2")]')]),
+               loss_and_grad=[(_LOSS_AND_GRAD_RETURN,
+                               'return loss, [grads[name] for name in ("W1", "b1", "W2", "b2")]')]),
     degenerate("loss_and_grad_zero_size_grads", "loss_and_grad returns every gradient as a zero-size array",
                {"test_gradients", "test_weight_decay"},
-               loss_and_grad=[(_LOSS_AND_GRAD_RETURN, "return loss, {name: value[:0] for name, value in grads.items()}")]),
+               loss_and_grad=[(_LOSS_AND_GRAD_RETURN,
+                               "return loss, {name: value[:0] for name, value in grads.items()}")]),
     degenerate("predict_returns_list", "predict returns the labels as a Python list", {"test_predict"},
                predict=[(_PREDICT_RETURN, f"return {_PREDICT_RETURN[7:]}.tolist()")]),
     degenerate("predict_returns_empty", "predict returns a zero-size array of labels", {"test_predict"},
@@ -348,7 +357,8 @@ _CORRECT = [
             grads["W2"] += 2 * weight_decay * W2
             return float(loss), grads
     """)),
-    correct("sce_logsumexp", "softmax_cross_entropy via log-sum-exp: loss = mean(lse - z_y), dZ = (exp(Z - lse) - Y) / n",
+    correct("sce_logsumexp", "softmax_cross_entropy via log-sum-exp: loss = mean(lse - z_y), "
+            "dZ = (exp(Z - lse) - Y) / n",
             softmax_cross_entropy=_src("""
         def softmax_cross_entropy(Z, y):
             n, k = Z.shape
@@ -401,8 +411,8 @@ _CORRECT = [
     """)),
     correct("noisy_but_correct", "correct values, but prints numpy warnings: discarded exp overflow / ln 0, deprecated "
             "np.row_stack", softmax=[("    shifted = Z - np.max",
-                                      "    first_try = np.exp(Z) / np.sum(np.exp(Z), axis=-1, keepdims=True)  # overflows"
-                                      " for big Z; unused\n    shifted = Z - np.max")],
+                                      "    first_try = np.exp(Z) / np.sum(np.exp(Z), axis=-1, keepdims=True)"
+                                      "  # overflows for big Z; unused\n    shifted = Z - np.max")],
             one_hot=_src("""
         def one_hot(y, k):
             return np.row_stack([np.eye(k)[label] for label in y])

@@ -201,10 +201,13 @@ def test_catalogue_is_well_formed():
     for name, variant in VARIANTS.items():
         assert variant.name == name
         assert variant.description and "\n" not in variant.description, f"{name}: description must be one line"
-        assert set(variant.changes) <= solution_ids, f"{name} changes unknown cells {set(variant.changes) - solution_ids}"
+        assert set(variant.changes) <= solution_ids, \
+            f"{name} changes unknown cells {set(variant.changes) - solution_ids}"
         assert variant.must_fail <= TEST_CELLS, f"{name}: unknown test cells {variant.must_fail - TEST_CELLS}"
-        assert variant.kind in (UNTOUCHED, MISUNDERSTANDING, GAMING, DEGENERATE, CORRECT_KIND), f"{name}: kind {variant.kind!r}"
-        assert (variant.kind == CORRECT_KIND) == (not variant.must_fail), f"{name}: a {variant.kind} with must_fail {variant.must_fail}"
+        assert variant.kind in (UNTOUCHED, MISUNDERSTANDING, GAMING, DEGENERATE, CORRECT_KIND), \
+            f"{name}: kind {variant.kind!r}"
+        assert (variant.kind == CORRECT_KIND) == (not variant.must_fail), \
+            f"{name}: a {variant.kind} with must_fail {variant.must_fail}"
         assert bool(variant.hint) == (variant.kind == MISUNDERSTANDING), \
             f"{name}: a misunderstanding, and only one, names the hint its visible failure must show"
         for gid, code in variant.code.items():

@@ -48,7 +48,7 @@ def test_variant_gets_what_it_deserves_through_the_cli(class_grades, name):
     rows, points, out = class_grades
     variant = VARIANTS[name]
     row = rows[name]
-    assert row["score"] != "", f"{name} was not graded: {[l for l in out.splitlines() if l.startswith(name)]}"
+    assert row["score"] != "", f"{name} was not graded: {[line for line in out.splitlines() if line.startswith(name)]}"
     scores = {gid: float(row[gid]) for gid in points}
     if variant.must_fail:
         kept = {gid: scores[gid] for gid in variant.must_fail if scores[gid] > 0}

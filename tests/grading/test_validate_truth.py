@@ -73,7 +73,8 @@ def test_visible_failures_in_the_owning_cells_are_sentences(name):
     """Wrong keys, shapes or types get a sentence from the test, never a raw exception from it."""
     variant = VARIANTS[name]
     failed = visible_failures(submission_codes(SOURCE, variant))
-    raw = {gid: failed[gid] for gid in variant.must_fail & set(failed) if not failed[gid].startswith("AssertionError: ")}
+    raw = {gid: failed[gid] for gid in variant.must_fail & set(failed)
+           if not failed[gid].startswith("AssertionError: ")}
     assert not raw, f"{name!r} ({variant.description}): raw exceptions in its own cells: {raw}"
 
 
