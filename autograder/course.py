@@ -76,7 +76,12 @@ c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.ma
 
 
 class Course:
-    """Paths of one course directory (default `course/` beside the kit)."""
+    """Paths of one course directory (default `course/` beside the kit).
+
+    Not nbgrader's CourseDirectory.format_path: these paths are needed before a course (and its
+    config) exists, and the kit writes the course's config itself, with nbgrader's default folder
+    names, so both name the same folders.
+    """
 
     def __init__(self, root=None):
         self.root = Path(root or KIT / "course").resolve()

@@ -6,6 +6,7 @@ binds the student's functions to proxies into a sandboxed worker (see verify.py)
 import contextlib
 import io
 import os
+from unittest import mock
 
 from nbgrader import utils
 
@@ -46,18 +47,9 @@ def reference_solutions(source_nb):
             for gid, src in solution_cells(source_nb).items()}
 
 
-@contextlib.contextmanager
 def grader_seed(seed):
     """Hidden tests draw their inputs from BACKPROP_GRADER_SEED; set it for the duration."""
-    old = os.environ.get(SEED_VARIABLE)
-    os.environ[SEED_VARIABLE] = str(seed)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(SEED_VARIABLE, None)
-        else:
-            os.environ[SEED_VARIABLE] = old
+    return mock.patch.dict(os.environ, {SEED_VARIABLE: str(seed)})
 
 
 def run_test_cells(namespace, cells, seed=0, mute=()):

@@ -8,15 +8,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
 from nbformat.v4 import new_output
-from nbgrader import utils
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def is_test_cell(cell):
-    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def remove_special_files(root):

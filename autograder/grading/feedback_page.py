@@ -362,7 +362,8 @@ class TrustedFeedback(NbGraderPreprocessor):
             raise ValueError(f"{student}'s submission changed since it was graded (cell {changed[0]}): "
                              "grade it again first")
         trusted = trusted_notebook(submitted_nb, source_nb, grader_verdicts(nb), grades)
-        _empty_folder(Path(coursedir.format_path(coursedir.feedback_directory, student, assignment)), root)
+        folder = Path(coursedir.format_path(coursedir.feedback_directory, student, assignment))
+        clear_folder(folder if folder.is_absolute() else root / folder)
         return trusted, resources
 
     def _coursedir(self):
@@ -393,17 +394,18 @@ def changed_answers(submitted_nb, autograded_nb, source_nb):
             if gid in solutions and gid in graded and graded[gid] != source]
 
 
-def _empty_folder(folder, root):
-    """Remove everything inside `folder` (never following links); the folder itself stays."""
+def clear_folder(folder, keep=None):
+    """Remove everything inside `folder` but the regular file named `keep`, never following links;
+    the folder itself stays (a link in its place is removed)."""
     import shutil
-    if not folder.is_absolute():
-        folder = root / folder
     if folder.is_symlink():
         folder.unlink()
         return
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
+        if entry.name == keep and entry.is_file() and not entry.is_symlink():
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:

@@ -2,6 +2,8 @@
 per-student folders, a folder of files named by student, or an LMS zip of either.
 
 One line per student says what was done or why not; nothing one student sent stops the others.
+Not an nbgrader ZipCollect plugin: nbgrader's zip_collect extracts the whole archive to disk first
+(following its links, trusting its sizes) and its plugins only map file names to students.
 
 Everything in PATH is treated as hostile: links are never followed (a link to the instructor's
 source notebook would otherwise be graded as a student's), special files are never opened (a FIFO

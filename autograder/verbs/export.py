@@ -1,4 +1,8 @@
-"""`export`: grades.csv (the contract's columns) and grades.json (the same, per cell, with status)."""
+"""`export`: grades.csv (the contract's columns) and grades.json (the same, per cell, with status).
+
+Not an nbgrader ExportPlugin: those see the gradebook only, and an export here also carries the
+grader's verdicts (tamper suspected, timed out) kept in the autograded notebooks.
+"""
 import csv
 import json
 

@@ -17,9 +17,9 @@ import urllib.parse
 from traitlets.config import Config
 
 from autograder.course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
+from autograder.grading.feedback_page import clear_folder
+from autograder.notebook import hidden_lines
 from autograder.testcells import read_notebook
-
-BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
 
 # How nbgrader's GenerateFeedback must be configured for trusted pages. The course's nbgrader_config.py
 # says the same (so `nbgrader generate_feedback` and the formgrader agree); the kit's verb passes it
@@ -37,21 +37,6 @@ def feedback_config():
     config.GenerateFeedback.preprocessors = list(PREPROCESSORS)
     config.HTMLExporter.filters = dict(FILTERS)
     return config
-
-
-def hidden_lines(source_nb):
-    """Every distinctive line inside a hidden-test block of the source notebook."""
-    lines = set()
-    for cell in source_nb.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if BEGIN in line:
-                inside = True
-            elif END in line:
-                inside = False
-            elif inside and len(line.strip()) >= 12:  # short lines ("else:", "break") prove nothing
-                lines.add(line.strip())
-    return lines
 
 
 def secret_lines(source_nb, public_texts=()):
@@ -143,22 +128,6 @@ def leaked_lines(text, secrets):
     return sorted(leaked)
 
 
-def _keep_only(folder, name):
-    """Remove everything in `folder` but the regular file `name` (never following links)."""
-    if folder.is_symlink():
-        folder.unlink()
-        return
-    if not folder.is_dir():
-        return
-    for entry in folder.iterdir():
-        if entry.name == name and entry.is_file() and not entry.is_symlink():
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
 def feedback(course=None, students=None, echo=print):
     """Generate feedback for graded students; returns {student: html path or None}."""
     course = course or Course()
@@ -183,7 +152,7 @@ def feedback(course=None, students=None, echo=print):
         page = folder / f"{NOTEBOOK}.html"
         # TrustedFeedback already emptied the folder before the page was written; this makes sure,
         # whatever nbgrader version or config wrote it.
-        _keep_only(folder, page.name)
+        clear_folder(folder, keep=page.name)
         if not result["success"] or not page.is_file():
             shutil.rmtree(folder, ignore_errors=True)  # an older page must not look current
             echo(f"{student}: no feedback: {failure_line(result)}")

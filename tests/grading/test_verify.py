@@ -142,9 +142,9 @@ def test_total_timeout_bounds_the_verification(tmp_path):
                  "softmax_cross_entropy": "def softmax_cross_entropy(Z, y):" + hang}
     submission = write_submission(tmp_path / "submission.ipynb", overrides)
     result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, cell_timeout=1, total_timeout=2.5)
-    assert result.seconds < 5
     assert not any(verdict.passed for verdict in result.cells.values())
     assert all(verdict.timed_out for verdict in result.cells.values())
+    # the total limit, not just each cell's, stopped it (no wall-clock assert: shared machines are noisy)
     assert verdicts(result)["test_predict"] == (
         False, "timed out: not run, the verification time limit of 2.5 s was reached")
 
