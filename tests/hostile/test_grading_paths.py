@@ -18,7 +18,7 @@ import sys
 import nbformat
 import numpy as np
 import pytest
-from conftest import sandbox_ok
+from support import sandbox_ok
 
 from autograder import testcells
 from autograder.course import Course

@@ -219,7 +219,8 @@ def test_the_size_limit_holds_for_folders_before_anything_is_read(course, tmp_pa
         big.truncate(intake.MAX_NOTEBOOK_BYTES + 1)
     reads = []
     real = intake._read_file
-    monkeypatch.setattr(intake, "_read_file", lambda path: lambda limit: reads.append(path.parent.name) or real(path)(limit))
+    monkeypatch.setattr(intake, "_read_file",
+                        lambda path: lambda limit: reads.append(path.parent.name) or real(path)(limit))
     before = tree(course.root)
 
     lines = run(root, course)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import sandbox_ok
+from support import sandbox_ok
 
 from autograder import testcells
 from autograder.judge.verify import verify
@@ -98,11 +98,13 @@ def relu(X):
      {"test_relu"}, "worker sent garbage while running relu() (frame of"),
     ("os_exit_in_a_call",
      {"loss_and_grad": with_reference("loss_and_grad", "import os",
-                                      replace=[('W1, W2 = params["W1"]', 'if weight_decay: os._exit(0)\n    W1, W2 = params["W1"]')])},
+                                      replace=[('W1, W2 = params["W1"]',
+                                                'if weight_decay: os._exit(0)\n    W1, W2 = params["W1"]')])},
      {"test_loss_value", "test_weight_decay", "test_train"},
      "worker died while running loss_and_grad() (exit code 0) during test_loss_value; restarted"),
     ("infinite_loop_in_softmax",  # only for the hidden test's input: the visible tests pass first
-     {"softmax": with_reference("softmax", replace=[("shifted = Z", "while np.shape(Z) == (7, 5): pass\n    shifted = Z")])},
+     {"softmax": with_reference("softmax",
+                                replace=[("shifted = Z", "while np.shape(Z) == (7, 5): pass\n    shifted = Z")])},
      {"test_softmax"},
      f"timed out: the cell time limit of {CALL_TIMEOUT} s was reached while running softmax() during test_softmax; "
      "restarted"),

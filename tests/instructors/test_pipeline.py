@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import sandbox_ok
+from support import sandbox_ok
 
 from autograder.course import Course
 from autograder.samples.demo import SAMPLE_CLASS, write_sample_class
@@ -155,7 +155,7 @@ def test_a_failed_regrade_leaves_no_stale_score(graded_class, tmp_path):
     assert by_student["alan"]["score"] == "" and by_student["alan"]["test_softmax"] == ""
     assert by_student["ada"]["score"] == "22"  # the batch went on
     assert not course.autograded("alan").exists()
-    assert any(l.startswith("alan: not graded:") and "not a readable notebook" in l for l in lines)
+    assert any(line.startswith("alan: not graded:") and "not a readable notebook" in line for line in lines)
     assert sum(not o.ok for o in outcomes) == 1
     status = json.loads((course.root / "grading_status.json").read_text())
     assert status["alan"]["status"] == "failed"
