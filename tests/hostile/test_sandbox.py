@@ -17,7 +17,14 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder.sandbox.bwrap import BWRAP_MISSING_HELP, bwrap_available, make_sandbox_readable, sandbox_argv
+from autograder.sandbox.bwrap import (
+    BWRAP_MISSING_HELP,
+    _bwrap_supports,
+    _uid_can_unshare_user,
+    bwrap_available,
+    make_sandbox_readable,
+    sandbox_argv,
+)
 from autograder.sandbox.kernel import SandboxedKernelManager
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -489,3 +496,63 @@ def test_limits_are_configurable(tmp_path):
     assert f"--as={4096 << 20}:{4096 << 20}" in argv and "--nproc=16:16" in argv
     assert "--unshare-net" in argv or "--unshare-all" in argv
     assert argv[argv.index("--clearenv") - 1] != "--"
+
+
+# The non-root command line. CI runs as root, so every sandbox above takes sandbox_argv's root
+# branch; a grader run by a normal user gets the other one, which must isolate just as well.
+
+NAMESPACES = ("net", "pid", "user", "ipc", "uts", "mnt", "cgroup")
+
+
+def _unprivileged_argv(workdir, monkeypatch):
+    import autograder.sandbox.bwrap as bwrap
+    monkeypatch.setattr(bwrap, "_running_as_root", lambda: False)
+    # this interpreter lives under /root (0700) here, which an unprivileged bwrap cannot bind: the
+    # probes below run /bin/sh, so the command line is built without the Python prefixes
+    monkeypatch.setattr(bwrap, "python_paths", lambda: [])
+    return bwrap.sandbox_argv(workdir)
+
+
+def test_unprivileged_command_line_makes_every_namespace(tmp_path, monkeypatch):
+    argv = _unprivileged_argv(tmp_path, monkeypatch)
+    options = argv[argv.index("-i") + 2:argv.index("--die-with-parent")]  # between bwrap and the mounts
+    expected = ["--unshare-all", "--unshare-user"]
+    if _bwrap_supports("--disable-userns"):  # bwrap >= 0.8: no nested user namespace either
+        expected.append("--disable-userns")
+    assert options == expected
+    # none of the root branch: no capabilities kept, no uid switch (bwrap's namespace is the switch)
+    assert "--cap-add" not in argv and not any(arg.endswith("setpriv") for arg in argv)
+    assert "--clearenv" in argv and argv[-1] == "--" and argv[-2].startswith("--")  # prlimit's limits last
+
+
+def _as_unprivileged_user(argv):
+    """argv run as an unprivileged uid: as root, switched to nobody first (an unprivileged bwrap is
+    what a grader run by a normal user starts); as a normal user, as is."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *argv]
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not _uid_can_unshare_user(65534),
+                    reason="user namespaces are closed to unprivileged users here")
+def test_unprivileged_sandbox_isolates(monkeypatch):
+    import tempfile
+    # a folder the unprivileged uid can enter (pytest's tmp_path is root's, mode 0700)
+    with tempfile.TemporaryDirectory(prefix="sandbox-unprivileged-") as d:
+        os.chmod(d, 0o755)
+        Path(d, "input.txt").write_text("input")
+        os.chmod(Path(d, "input.txt"), 0o644)
+        argv = _unprivileged_argv(d, monkeypatch)
+        probe = ("for n in " + " ".join(NAMESPACES) + "; do echo $n $(readlink /proc/self/ns/$n); done; "
+                 "echo cwd $(cat input.txt); echo kit $(ls -d " + str(ROOT) + " 2>/dev/null || echo none); "
+                 "unshare --user true 2>/dev/null && echo nested yes || echo nested no")
+        proc = subprocess.run(_as_unprivileged_user([*argv, "/bin/sh", "-c", probe]), capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    host = {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
+    # every namespace is a new one: it was read (so the comparison means something) and differs
+    assert all(seen[n].startswith(f"{n}:[") and seen[n] != host[n] for n in NAMESPACES), (seen, host)
+    assert seen["cwd"] == "input" and seen["kit"] == "none"  # the working folder, nothing of the kit
+    if _bwrap_supports("--disable-userns"):  # no user namespace of its own to regain privileges in
+        assert seen["nested"] == "no"
