@@ -77,13 +77,11 @@ class Kernel:
     def __init__(self, workdir, **traits):
         self.loop = asyncio.new_event_loop()
         self.km = SandboxedKernelManager(kernel_name="python3", **traits)
-        t0 = time.monotonic()
         self.loop.run_until_complete(self.km.start_kernel(cwd=str(workdir)))
         self.kc = BlockingKernelClient()
         self.kc.load_connection_info(self.km.get_connection_info())
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
-        self.startup = time.monotonic() - t0
         self.pid = self.km.provisioner.pid
         self.ns = _ns_of(self.pid)
 
@@ -243,14 +241,13 @@ def test_no_network(kernel):
     socket.create_connection(("127.0.0.1", port), timeout=2).close()  # reachable from the host
     try:
         out = kernel.run(f"""
-            import socket, time
+            import socket
             for host in ("127.0.0.1", "1.1.1.1", "8.8.8.8"):
-                t = time.monotonic()
                 try:
                     socket.create_connection((host, {port} if host == "127.0.0.1" else 80), timeout=5).close()
                     print("CONNECTED", host)
                 except OSError as exc:
-                    print("FAILED", host, type(exc).__name__, round(time.monotonic() - t, 2))
+                    print("FAILED", host, type(exc).__name__, exc.errno)
             try:
                 socket.getaddrinfo("example.com", 80)
                 print("RESOLVED")
@@ -260,8 +257,12 @@ def test_no_network(kernel):
     finally:
         listener.close()
     assert "CONNECTED" not in out and "RESOLVED" not in out, out
-    for line in out.strip().splitlines():
-        assert float(line.split()[-1]) < 1.0, f"connect should fail at once: {line}"
+    # refused or unreachable at once (an empty network namespace), not a firewall's silence: a
+    # timeout (errno None) would mean the packets went somewhere
+    failed = [line.split() for line in out.strip().splitlines()]
+    assert [host for _, host, _, _ in failed] == ["127.0.0.1", "1.1.1.1", "8.8.8.8"], out
+    assert [errno.errorcode.get(int(code), code) if code != "None" else "timeout" for *_, code in failed] == \
+        ["ECONNREFUSED", "ENETUNREACH", "ENETUNREACH"], out
 
 
 def test_environment_is_clean(kernel):
@@ -394,11 +395,10 @@ def test_fork_bomb_is_contained(course, tmp_path):
 
 def test_cpu_limit_kills(course):
     _, workdir = course
-    t0 = time.monotonic()
+    # the signal says which limit stopped it (the wall-clock timeout would raise instead)
     proc = subprocess.run(_sandboxed("while True: pass", workdir, cpu_seconds=1),
-                          capture_output=True, timeout=20)
+                          capture_output=True, timeout=60)
     assert proc.returncode in (128 + 9, 128 + 24), proc  # SIGKILL / SIGXCPU, via bwrap
-    assert time.monotonic() - t0 < 10
 
 
 def test_pipes_round_trip(course, tmp_path):
@@ -451,13 +451,10 @@ def test_execute_preprocessor_times_out_and_interrupts(course, tmp_path):
     from autograder.grading.execute import GradingExecute
     ep = GradingExecute(timeout=3)  # what the course's nbgrader_config.py runs
     assert ep.kernel_manager_class is SandboxedKernelManager
-    t0 = time.monotonic()
     nb, _ = ep.preprocess(nb, {"metadata": {"path": str(workdir)}})
-    elapsed = time.monotonic() - t0
     loop_out = nb.cells[1].outputs
     assert any(o.output_type == "error" for o in loop_out), loop_out
     assert nb.cells[2].outputs[0]["text"] == "42\n"
-    assert elapsed < 20
 
 
 def test_dead_kernel_detected(course):
@@ -469,10 +466,8 @@ def test_dead_kernel_detected(course):
     nb = _notebook("import os\nos._exit(1)", "print('never')")
     client = NotebookClient(nb, timeout=30, kernel_manager_class=SandboxedKernelManager,
                             resources={"metadata": {"path": str(workdir)}})
-    t0 = time.monotonic()
-    with pytest.raises(DeadKernelError):
+    with pytest.raises(DeadKernelError):  # not the 30 s cell timeout's CellTimeoutError: no hang
         client.execute()
-    assert time.monotonic() - t0 < 15
 
 
 def test_limits_are_configurable(tmp_path):
