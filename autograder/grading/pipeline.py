@@ -109,13 +109,13 @@ def _record(nb, source_nb, verdicts, notes, seed):
     for test in notebook.test_cells(source_nb):
         verdict = verdicts[test.grade_id]
         in_kernel = _in_kernel(cells_here.get(test.grade_id))
+        if in_kernel == "not run":
+            record["notes"].append(f"{test.grade_id}: missing from the notebook (deleted?); put back and "
+                                   f"{'passed' if verdict.passed else 'failed'} when checked outside it")
         if verdict.passed:
             status = "passed"
             if in_kernel == "failed":
                 record["notes"].append(f"{test.grade_id}: failed in the notebook but passed when checked outside it")
-            elif in_kernel == "not run":
-                record["notes"].append(f"{test.grade_id}: missing from the notebook (deleted?); "
-                                       "put back and passed when checked outside it")
         elif verdict.timed_out:
             status = "timed out"
         elif in_kernel == "passed" and not verdict.visible_passed:
