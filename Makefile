@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test bench sandbox-deps browser-deps clean
+.PHONY: demo test bench guards sandbox-deps browser-deps clean
 
 # The pinned environment, then the kit itself as an editable package (autograder + helpers), so
 # tests, benchmarks and a course's nbgrader_config.py import it without touching sys.path.
@@ -16,26 +16,26 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# Grading runs student code inside bubblewrap; install it where we can (CI runs as root).
-sandbox-deps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+# A Debian package where it is missing: installed when we can (CI runs as root), else a warning.
+# $(call apt_install,PATH OF ITS PROGRAM,PACKAGE,WHAT IT IS FOR)
+define apt_install
+	@test -x $(1) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (the grading sandbox)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	    echo "installing $(2) ($(3))"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "warning: bubblewrap (bwrap) is missing and cannot be installed here: sandbox tests will be skipped"; \
+	    echo "warning: $(2) ($(1)) is missing and cannot be installed here: $(3) will be skipped"; \
 	  fi; }
+endef
+
+# Grading runs student code inside bubblewrap.
+sandbox-deps:
+	$(call apt_install,/usr/bin/bwrap,bubblewrap,the grading sandbox and its tests)
 
 # tests/students/test_browser.py drives JupyterLab with Playwright (pinned in requirements.txt) and
 # Debian's chromium: Playwright's own browser download needs the internet, a Debian package does not.
 browser-deps:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (the browser test)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "warning: chromium (/usr/bin/chromium) is missing and cannot be installed here: the browser test will be skipped"; \
-	  fi; }
+	$(call apt_install,/usr/bin/chromium,chromium,the browser test)
 
 demo: $(VENV)/.installed sandbox-deps
 	$(PY) -m autograder demo
@@ -48,6 +48,12 @@ test: $(VENV)/.installed sandbox-deps browser-deps
 
 bench: $(VENV)/.installed sandbox-deps
 	$(PY) -m benchmarks
+
+# Guard mutations: each guard of the grader broken on purpose in a copy of the tree, and the test
+# that must catch it run there (tools/guard_mutations.py); a guard that survives has no test. Slow:
+# it runs the catalogue's tests once unmutated, then once per guard (module fixtures included).
+guards: $(VENV)/.installed sandbox-deps
+	$(PY) tools/guard_mutations.py
 
 clean:
 	rm -rf course build
