@@ -8,7 +8,7 @@ import sys
 
 import nbformat
 import pytest
-from conftest import sandbox_ok
+from support import sandbox_ok
 
 from autograder.course import Course
 from autograder.testcells import read_notebook, test_cells
