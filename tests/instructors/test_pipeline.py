@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import nbformat
 import pytest
 from support import sandbox_ok
 
@@ -138,6 +139,26 @@ def test_regrading_one_student_is_idempotent(graded_class, tmp_path):
     export(course, echo=quiet)
     assert [o.student for o in outcomes] == ["alan"]
     assert _csv(course) == before
+
+
+def _seed(course, student):
+    return json.loads(course.notebook(course.autograded(student)).read_text())["metadata"]["autograder"]["seed"]
+
+
+def test_a_changed_resubmission_draws_new_hidden_inputs(graded_class, tmp_path):
+    """The same student hands in again with one harmless cell more: the seed of the hidden inputs
+    follows the notebook's content, so inputs recorded during the first grading are worth nothing."""
+    course = Course(tmp_path / "copy")
+    shutil.copytree(graded_class[0].root, course.root)
+    first = _seed(course, "alan")
+    nb = nbformat.read(str(course.notebook(course.submitted("alan"))), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("# checked my answers again"))
+    (tmp_path / "again" / "alan").mkdir(parents=True)
+    nbformat.write(nb, str(tmp_path / "again" / "alan" / "assignment.ipynb"))
+    assert collect(tmp_path / "again", course, echo=quiet)["alan"] == "collected"
+    [outcome] = grade(course, ["alan"], workers=1, sandbox=sandbox_ok(), progress=False, echo=quiet)
+    assert outcome.ok and sum(outcome.scores.values()) == 15  # the extra cell changes no verdict
+    assert _seed(course, "alan") != first
 
 
 def test_a_failed_regrade_leaves_no_stale_score(graded_class, tmp_path):
