@@ -5,10 +5,6 @@ from pathlib import Path
 
 import pytest
 
-# Re-exported only for tests/grading/test_verify.py and test_mutations_cli.py, which still do
-# `from conftest import sandbox_ok` (another engineer's files); new code imports it from support.
-from support import sandbox_ok  # noqa: F401
-
 KIT = Path(__file__).resolve().parent.parent
 # nbgrader shells out to `alembic`, which lives beside this interpreter.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

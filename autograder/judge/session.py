@@ -126,6 +126,8 @@ class Session:
     # --- calls ----------------------------------------------------------------------------------
     def call(self, name, args, kwargs):
         if self.unusable:
+            if self.unusable.startswith("timed out"):
+                self.timeouts += 1  # this call fails because of a limit, not the student's answer
             raise WorkerError(self.unusable)
         if time.monotonic() >= self.cell_deadline:
             raise WorkerError(self._timed_out(f"calling {name}()"))

@@ -174,8 +174,9 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
                 message = f"timed out: not run, the verification time limit of {total_timeout:g} s was reached"
                 results[cell.grade_id] = Verdict(False, message, False, timed_out=True)
                 continue
+            timeouts = session.timeouts  # a restart at the cell's start counts for the cell
             session.before_cell(cell.grade_id)
-            results[cell.grade_id] = _judge(session, cell, seed, config)
+            results[cell.grade_id] = _judge(session, cell, seed, config, timeouts)
     finally:
         if session is not None:
             session.close()
@@ -183,11 +184,10 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
     return Verification(results, session.load_errors, session.notes, time.monotonic() - start)
 
 
-def _judge(session, cell, seed, config):
+def _judge(session, cell, seed, config, timeouts):
     """The verdict on one test cell: its hidden preamble (the grader's own definitions), its
     visible part and, if that passed, its hidden part."""
     parts = notebook.split_hidden(cell.source, config)
-    timeouts = session.timeouts
 
     def run(source, mute=()):
         [(ok, message)] = testcells.run_test_cells(

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import sandbox_ok
+from support import sandbox_ok
 
 from autograder import testcells
 from autograder.judge import wire
