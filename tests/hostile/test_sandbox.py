@@ -457,6 +457,26 @@ def test_execute_preprocessor_times_out_and_interrupts(course, tmp_path):
     assert nb.cells[2].outputs[0]["text"] == "42\n"
 
 
+def test_special_files_left_by_unsandboxed_code_are_removed(tmp_path):
+    """Without the sandbox (--no-sandbox, trusted code) the kernel writes the real folder, which
+    becomes the autograded one: a FIFO or a link it left there is deleted before nbgrader copies or
+    chmods through it. (A sandboxed kernel writes a private tmpfs: nothing it makes gets here.)"""
+    from autograder.grading.execute import GradingExecute
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    target = tmp_path / "target.txt"
+    target.write_text("the grader's")
+    nb = _notebook(f"import os\nos.mkfifo('pipe')\nos.symlink({str(target)!r}, 'link')\n"
+                   "os.mkdir('sub')\nos.symlink('..', 'sub/up')\nopen('kept.txt', 'w').write('ok')")
+    GradingExecute(sandbox=False, timeout=60).preprocess(nb, {"metadata": {"path": str(workdir)}})
+    assert not any(o.output_type == "error" for o in nb.cells[0].outputs), nb.cells[0].outputs  # it made them
+    left = sorted(os.path.relpath(os.path.join(d, name), workdir)
+                  for d, dirs, files in os.walk(workdir) for name in dirs + files)
+    assert left == ["kept.txt", "sub"]
+    assert target.read_text() == "the grader's"
+
+
 def test_dead_kernel_detected(course):
     """os._exit in a cell: nbclient reports a dead kernel quickly instead of hanging."""
     from nbclient import NotebookClient
