@@ -2,7 +2,8 @@
 
 training       one epoch of the 784-128-10 network: numpy f64/f32, per-row loop, PyTorch
 hidden_checks  the test cells of one submission, in-process
-grading        seconds per submission through release, grade (sandbox on/off, 1/2 workers), feedback
+grading        seconds per submission through release, grade (production path, 1/2 workers), feedback;
+               one submission's job stage by stage (stages.py)
 
 --quick is a smoke run (few repetitions, 4 submissions); its results go to benchmarks/results/quick/,
 which git ignores, so the committed full results stay as they are.

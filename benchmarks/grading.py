@@ -2,34 +2,42 @@
 
 A course is built in a temporary folder with the kit's Python API: release, collect a class of
 generated submissions (one per variant of autograder.variants: correct code, every bug kind, and
-the untouched release), then grade it several ways:
+the untouched release), then:
 
-- autograde only (verify=False), sandbox on, 1 worker;
-- autograde only, sandbox off, 1 worker;
-- the production path (sandbox on, out-of-kernel verification on) with 1 worker, then 2 workers;
-  (these four twice, the second round in reverse order, so that a drift in load falls on all alike)
-- out-of-kernel verification alone (autograder.judge.verify.verify, sandboxed), one submission at a time;
-- feedback for the whole class;
-- one submission profiled stage by stage, and its notebook run by plain nbclient, cell by cell.
+- grade it the production way (sandbox on; every grade re-verifies outside the kernel) with 1
+  worker, then 2 workers, twice (the second round in reverse order, so that a drift in load falls
+  on both alike); grades must be identical between all runs;
+- one submission's job, in a fresh process like production, instrumented step by step
+  (benchmarks/stages.py): wall and CPU (all processes of the job, from a cpuacct cgroup) of the
+  process start-up, sandbox start, kernel start and imports, the notebook's own cells, nbgrader's
+  bookkeeping and the re-verification (worker start, test cells); graded twice in that process, so
+  that cold (what each job pays today) minus warm (a process that graded one already) is the cost of
+  one process per submission;
+- fixed costs measured alone: interpreter start and imports of a job and of a verification
+  worker, copying the course;
+- feedback for the whole class.
 
-Targets: at most 3 s per submission with the sandbox; 2 workers at least 1.8x as fast as 1.
+Targets: at most 3 s per submission with the sandbox; 2 workers at least 1.8x as fast as 1
+(issue 12: at most 2 s with 1 worker).
 Run: python -m benchmarks.grading [--quick]   (minutes; --quick grades 4 submissions)
 """
 import argparse
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
+from benchmarks import common, stages
 
-from benchmarks import common
-
-TARGET_SECONDS = 2.0 + 1.0  # per submission, with the sandbox
+TARGET_SECONDS = 2.0 + 1.0  # per submission, with the sandbox (issue 8)
+TARGET_CHEAP = 2.0          # per submission, 1 worker (issue 12, item 5)
 TARGET_SPEEDUP = 1.8
-CELLS_STAGE = "the notebook's cells, run in the kernel"
 MIN_CLASS = 20
+FORKSERVER_LABEL = "experiment: 1 worker, jobs forked from a forkserver with the grader's modules preloaded"
 QUICK_VARIANTS = ("perfect", "loss_and_grad_per_row_loop", "dz_missing_1_over_n", "untouched")
 
 
@@ -37,7 +45,7 @@ def silent(*_args, **_kwargs):
     """An echo= that prints nothing."""
 
 
-def class_notebooks(course, quick=False):
+def class_notebooks(course, quick=False, size=None):
     """{student: notebook text} of a generated class.
 
     With autograder.variants: one submission per variant (correct code, every bug kind, the untouched
@@ -49,16 +57,19 @@ def class_notebooks(course, quick=False):
     from autograder.testcells import read_notebook
     source_nb = read_notebook(course.notebook(course.source))
     release_nb = read_notebook(course.notebook(course.release))
-    size = len(QUICK_VARIANTS) if quick else MIN_CLASS
+    limit = size
+    size = len(QUICK_VARIANTS) if quick else size or MIN_CLASS
     try:
         from autograder.variants import VARIANTS, make_submission
     except ImportError:
         return {f"s{i:02d}-{'reference' if i % 2 == 0 else 'untouched'}":
                 nbformat.writes(source_nb if i % 2 == 0 else release_nb) for i in range(size)}
     names = list(QUICK_VARIANTS) if quick else list(VARIANTS)
-    chosen = [names[i % len(names)] for i in range(max(size, len(names)))]
-    return {f"s{i:02d}-{name.replace('_', '-')}"[:60]: nbformat.writes(make_submission(release_nb, source_nb, VARIANTS[name]))
-            for i, name in enumerate(chosen)}
+    chosen = [names[i % len(names)] for i in range(max(size, len(names)))][:limit or None]
+    if "perfect" in names and "perfect" not in chosen:  # the profiled submission: the correct code
+        chosen[-1] = "perfect"
+    return {f"s{i:02d}-{name.replace('_', '-')}"[:60]:
+            nbformat.writes(make_submission(release_nb, source_nb, VARIANTS[name])) for i, name in enumerate(chosen)}
 
 
 def write_class(folder, notebooks):
@@ -68,103 +79,168 @@ def write_class(folder, notebooks):
         (folder / student / "assignment.ipynb").write_text(text)
 
 
-def grade_class(course, *, workers, sandbox, verify):
-    """One grade() of the whole class: wall s, per-submission s, scores {student: {cell: pts}}, failed,
-    the cores other processes kept busy just before it (others_before, a 2 s probe) and the cores all
+PRELOAD = ("autograder.grading.job", "autograder.grading.execute", "autograder.grading.pipeline",
+           "autograder.judge.verify", "autograder.sandbox.kernel", "nbgrader.apps", "nbgrader.converters",
+           "nbclient", "numpy", "matplotlib.pyplot")
+
+
+@contextlib.contextmanager
+def forkserver_jobs():
+    """Experiment, in this process only: autograder.grading.jobs starts each job by forking a
+    forkserver that imported the grader's modules once (PRELOAD), instead of spawning a fresh
+    interpreter. Still one process per submission, killed the same way; student code never runs
+    in it (the kernel and the verification worker are exec'd inside bubblewrap)."""
+    import multiprocessing
+
+    from autograder.grading import jobs
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    saved = jobs.get_context
+    jobs.get_context = lambda _method: ctx
+    try:
+        yield
+    finally:
+        jobs.get_context = saved
+
+
+def grade_class(course, *, workers, sandbox, cpu_clock, forkserver=False):
+    """One grade() of the whole class (production path): wall s, CPU s of every process it started
+    (cpu, from the cpuacct clock), per-submission s, scores {student: {cell: pts}}, failed, the
+    cores other processes kept busy just before it (others_before, a 2 s probe) and the cores all
     processes, this run's included, kept busy during it (busy)."""
     from autograder.verbs.grade import grade
     before = common.probe_others()
     meter = common.CpuMeter()
-    seconds, outcomes = common.timed(grade, course, workers=workers, sandbox=sandbox, verify=verify,
-                                     progress=False, echo=silent)
+    cpu0 = cpu_clock()
+    with forkserver_jobs() if forkserver else contextlib.nullcontext():
+        seconds, outcomes = common.timed(grade, course, workers=workers, sandbox=sandbox, progress=False,
+                                         echo=silent)
+    cpu = cpu_clock() - cpu0
     usage = meter.stop()
     nan = float("nan")
-    return {"wall": seconds, "per_submission": [o.seconds for o in outcomes],
+    return {"wall": seconds, "cpu": cpu, "per_submission": [o.seconds for o in outcomes],
             "scores": {o.student: dict(o.scores) for o in outcomes},
             "failed": [o.student for o in outcomes if not o.ok], "n": len(outcomes),
             "others_before": nan if before is None else before, "busy": usage["busy"] if usage else nan}
 
 
-def verify_class(course, students, scratch):
-    """Out-of-kernel verification alone, sandboxed, one submission after the other: [seconds]."""
-    from autograder.judge.verify import verify
-    source = course.notebook(course.source)
-    seconds = []
-    for student in students:
-        t, _ = common.timed(verify, source, course.notebook(course.submitted(student)),
-                            scratch / f"{student}-verify", sandbox=True, seed=0)
-        seconds.append(t)
-    return seconds
-
-
-def profile_one(course, student, sandbox, scratch):
-    """Seconds per stage of grading one submission, from cProfile of the worker function in-process.
-
-    Stages: the nbgrader autograde (kernel start-up until ready; running the notebook's cells; saving
-    the grades to the gradebook; the rest of nbgrader's conversion), the out-of-kernel verification,
-    and what grade_in_scratch does around them (scratch copies of the course).
-    """
-    import cProfile
-    import pstats
-
-    from autograder.grading.job import grade_in_scratch
+def profile_stages(course, student, scratch, sandbox):
+    """One profiled job (stages.profiled_job) run through autograder.grading.jobs like production:
+    its cold and warm stage records, plus what the parent saw (wall from start to result)."""
+    from autograder.grading import jobs
+    from autograder.verbs.grade import BOOKKEEPING_SECONDS, submission_budget
 
     scratch.mkdir(parents=True)
     shutil.copy2(course.gradebook, scratch / "gradebook.db")
-    profiler = cProfile.Profile()
-    profiler.runcall(grade_in_scratch, str(course.root), student, str(scratch), sandbox, True, 0)
-    stats = pstats.Stats(profiler).stats
-
-    def cumulative(path_end, func):
-        return sum(v[3] for (path, _, name), v in stats.items() if path.endswith(path_end) and name == func)
-
-    total = cumulative("autograder/grade.py", "grade_in_scratch")
-    autograde = cumulative("nbgrader/apps/api.py", "autograde")
-    execute = cumulative("autograder/preprocessors.py", "preprocess")
-    setup = cumulative("nbclient/client.py", "setup_kernel")
-    save = cumulative("nbgrader/preprocessors/saveautogrades.py", "preprocess")
-    verify = cumulative("autograder/verify.py", "verify")
-    return {"kernel start-up (until ready)": setup, CELLS_STAGE: execute - setup,
-            "saving grades (SaveAutoGrades, SQLite)": save, "rest of nbgrader autograde": autograde - execute - save,
-            "out-of-kernel verification": verify, "scratch course copy, reading grades": total - autograde - verify,
-            "total": total}
+    budget = submission_budget(course)
+    t_submit = time.time()
+    work = [jobs.Job("profile", (t_submit, str(course.root), student, str(scratch), sandbox, None, budget))]
+    [(_, result)] = list(jobs.run(stages.profiled_job, work, workers=1, seconds=2 * budget + BOOKKEEPING_SECONDS))
+    t_received = time.time()
+    if not isinstance(result, dict):
+        raise RuntimeError(f"the profiled job failed: {result}")
+    result["parent_wall"] = t_received - t_submit
+    result["return_and_exit"] = t_received - result["t_return"]
+    return result
 
 
-def kernel_cell_times(course, student, top=6):
-    """[(cell, seconds)] of the slowest cells of one submission run by nbclient, as in autograding.
+def measure_one(course, students, root, sandbox_ok, quick):
+    """The profiled jobs of the correct submission and the fixed costs: (profiles, costs, student)."""
+    perfect = next((st for st in students if "perfect" in st or "reference" in st), students[0])
+    profiles = []
+    for i in range(1 if quick else 3):
+        meter = common.CpuMeter()
+        profiles.append(profile_stages(course, perfect, root / "profile" / str(i), sandbox_ok))
+        usage = meter.stop()
+        profiles[-1]["busy"] = usage["busy"] if usage else float("nan")
+        print(f"  profiled job {i + 1} ({perfect}): cold {profiles[-1]['cold']['grade_in_scratch']:.2f} s, "
+              f"warm {profiles[-1]['warm']['grade_in_scratch']:.2f} s in grade_in_scratch; "
+              f"{profiles[-1]['parent_wall']:.2f} s seen by the parent", flush=True)
+    costs = fixed_costs(course, 2 if quick else 5)
+    return profiles, costs, perfect
 
-    No sandbox, no nbgrader: the kernel-side cost of the notebook itself, with NBGRADER_EXECUTION set
-    (so the notebook trains on its short grading budget, as when autograded).
-    """
-    import datetime as dt
 
-    import nbformat
-    from nbclient import NotebookClient
+def profile_again(quick):
+    """Measure the profiled jobs and fixed costs again (on a course with the QUICK_VARIANTS) and
+    write the report with them and the grade runs saved in grading.json."""
+    import json
 
-    nb = nbformat.read(str(course.notebook(course.submitted(student))), as_version=4)
-    old = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    from autograder.course import Course
+    from autograder.sandbox.bwrap import bwrap_available
+    from autograder.verbs.collect import collect
+    from autograder.verbs.release import release
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    saved = json.loads((common.output_dir(quick) / "grading.json").read_text())
+    root = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
-        client = NotebookClient(nb, timeout=120, record_timing=True, kernel_name="python3",
-                                resources={"metadata": {"path": str(course.source)}})
-        seconds, _ = common.timed(client.execute)
+        course = Course(root / "course")
+        release(course, echo=silent)
+        write_class(root / "incoming", class_notebooks(course, quick=True))
+        collect(root / "incoming", course, echo=silent)
+        profiles, costs, perfect = measure_one(course, course.submitted_students(), root, bwrap_available(), quick)
     finally:
-        if old is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = old
-    cells = []
-    for cell in nb.cells:
-        timing = cell.metadata.get("execution", {})
-        if cell.cell_type == "code" and "shell.execute_reply" in timing:
-            start, end = (dt.datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
-                          for k in ("iopub.execute_input", "shell.execute_reply"))
-            cells.append((cell.metadata.get("nbgrader", {}).get("grade_id", "?"), (end - start).total_seconds()))
-    in_cells = sum(t for _, t in cells)
-    return seconds, in_cells, sorted(cells, key=lambda c: -c[1])[:top]
+        shutil.rmtree(root, ignore_errors=True)
+    saved.update(profiles=profiles, costs=costs, profiled=perfect, load_after=common.load_average(),
+                 profiled_separately=time.strftime("%H:%M UTC", time.gmtime()))
+    return write(save_raw(saved))
 
 
-def run(quick=False):
+def _timed_process(argv, env=None):
+    """(wall s, CPU s of the process and its children) of one subprocess run to completion."""
+    before = os.times()
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = os.times()
+    return wall, (after.children_user + after.children_system) - (before.children_user + before.children_system)
+
+
+def fixed_costs(course, reps):
+    """{what: ([wall], [cpu])}: process start-ups and copies that every submission pays, alone."""
+    py = sys.executable
+    worker_env = {"PATH": os.defpath, "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1",
+                  "OMP_NUM_THREADS": "1"}
+    probes = {
+        "python -c pass (interpreter start)": [py, "-c", "pass"],
+        "job process imports: autograder.grading.job (nbgrader preprocessors, gradebook ORM, traitlets)":
+            [py, "-c", "import autograder.grading.job"],
+        "... + what its first autograde imports (nbgrader apps, nbconvert, nbclient, jupyter_client, zmq)":
+            [py, "-c", "import autograder.grading.job, nbgrader.apps, nbgrader.converters, nbclient, "
+                       "jupyter_client, zmq, autograder.grading.execute, autograder.sandbox.kernel"],
+        "... the same with `rfc3987_syntax` made unimportable (jsonschema then skips its `iri` format check)":
+            [py, "-c", "import sys; sys.modules['rfc3987_syntax'] = None; import autograder.grading.job, "
+                       "nbgrader.apps, nbgrader.converters, nbclient, jupyter_client, zmq, "
+                       "autograder.grading.execute, autograder.sandbox.kernel"],
+        "`import rfc3987_syntax` alone (builds a Lark grammar at import; pulled in by nbformat → jsonschema)":
+            [py, "-c", "import rfc3987_syntax"],
+        "verification worker: python -I, import numpy": [py, "-I", "-c", "import numpy"],
+        "verification worker: python -I, numpy + matplotlib.pyplot (the imports cell)":
+            [py, "-I", "-c", "import numpy, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot"],
+    }
+    out = {}
+    for _ in range(reps):
+        for what, argv in probes.items():
+            wall, cpu = _timed_process(argv, worker_env if "-I" in argv else None)
+            out.setdefault(what, ([], []))[0].append(wall)
+            out[what][1].append(cpu)
+    key = f"copying the course's source/ ({_size_kb(course.source)} KB: notebook, helpers, data) into scratch"
+    with tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
+        for i in range(reps):
+            before = time.process_time()
+            wall, _ = common.timed(shutil.copytree, course.source, Path(tmp) / f"source-{i}")
+            out.setdefault(key, ([], []))[0].append(wall)
+            out[key][1].append(time.process_time() - before)
+    return out
+
+
+def _size_kb(folder):
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) // 1024
+
+
+def run(quick=False, students=None):
+    students_limit = students
     """Build a course, measure every stage, print and write grading.md / grading.png."""
     from autograder.course import Course
     from autograder.sandbox.bwrap import bwrap_available
@@ -176,142 +252,209 @@ def run(quick=False):
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     sandbox_ok = bwrap_available()
     root = Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    load_before = common.load_average()
+    cpu_clock = stages.CpuClock()  # this process and everything it starts (the jobs, their sandboxes)
     try:
         course = Course(root / "course")
         version = common.reference_version()
         t_release, _ = common.timed(release, course, echo=silent)
-        notebooks = class_notebooks(course, quick)
+        notebooks = class_notebooks(course, quick, students)
         write_class(root / "incoming", notebooks)
         t_collect, _ = common.timed(collect, root / "incoming", course, echo=silent)
         students = course.submitted_students()
         print(f"grading: class of {len(students)} submissions; release {t_release:.1f} s, "
               f"collect {t_collect:.2f} s; sandbox {'available' if sandbox_ok else 'NOT available'}", flush=True)
 
-        plan = [("autograde, sandbox off, 1 worker", dict(workers=1, sandbox=False, verify=False))]
-        if sandbox_ok:
-            plan = [("autograde, sandbox on, 1 worker", dict(workers=1, sandbox=True, verify=False)), *plan,
-                    ("production (sandbox + verify), 1 worker", dict(workers=1, sandbox=True, verify=True)),
-                    ("production (sandbox + verify), 2 workers", dict(workers=2, sandbox=True, verify=True))]
-        else:
-            plan += [("production without sandbox (verify), 1 worker", dict(workers=1, sandbox=False, verify=True)),
-                     ("production without sandbox (verify), 2 workers", dict(workers=2, sandbox=False, verify=True))]
+        kind = "sandbox + verification" if sandbox_ok else "NO sandbox (bwrap missing) + verification"
+        plan = [(f"production ({kind}), 1 worker", dict(workers=1, sandbox=sandbox_ok)),
+                (f"production ({kind}), 2 workers", dict(workers=2, sandbox=sandbox_ok)),
+                (FORKSERVER_LABEL, dict(workers=1, sandbox=sandbox_ok, forkserver=True))]
         # Rounds in ABBA order (the second round reversed), so a drift in the machine's load over the
-        # minutes this takes falls on every configuration alike.
+        # minutes this takes falls on both configurations alike.
         runs = {label: [] for label, _ in plan}
         for round_ in range(1 if quick else 2):
             for label, kwargs in (plan if round_ % 2 == 0 else plan[::-1]):
-                r = grade_class(course, **kwargs)
+                r = grade_class(course, cpu_clock=cpu_clock, **kwargs)
                 runs[label].append(r)
                 print(f"  round {round_ + 1}, {label}: {r['wall']:.1f} s wall, {r['wall'] / r['n']:.2f} s per "
-                      f"submission (others {r['others_before']:.2f} cores before)", flush=True)
-        t_verify = verify_class(course, students, root / "verify") if sandbox_ok else []
-        if t_verify:
-            print(f"  verification alone: {np.median(t_verify):.2f} s median per submission", flush=True)
+                      f"submission (others {r['others_before']:.2f} cores before; failed: {r['failed'] or 'none'})",
+                      flush=True)
+
+        profiles, costs, perfect = measure_one(course, students, root, sandbox_ok, quick)
         t_feedback, made = common.timed(feedback, course, echo=silent)
         print(f"  feedback: {t_feedback:.1f} s for {sum(1 for p in made.values() if p)} pages", flush=True)
-
-        # Where one submission's time goes: the reference ("perfect") submission, profiled in-process.
-        perfect = next((st for st in students if "perfect" in st or "reference" in st), students[0])
-        stages = {}
-        for i in range(1 if quick else 3):
-            for sandbox in ([True, False] if sandbox_ok else [False]):
-                stages.setdefault(sandbox, []).append(
-                    profile_one(course, perfect, sandbox, root / "profile" / f"{i}-{sandbox}"))
-        cells = kernel_cell_times(course, perfect)
-        print(f"  profiled one submission ({perfect}); kernel run outside nbgrader: {cells[0]:.1f} s", flush=True)
         load_after = common.load_average()
     finally:
+        cpu_clock.close()
         shutil.rmtree(root, ignore_errors=True)
 
-    return write(dict(quick=quick, n=len(students), runs=runs, t_release=t_release, t_collect=t_collect,
-                      t_verify=t_verify, t_feedback=t_feedback, feedback_pages=sum(1 for p in made.values() if p),
-                      sandbox_ok=sandbox_ok, load_after=load_after, variants=list(notebooks),
-                      stages=stages, cells=cells, profiled=perfect, version=version))
+    return write(save_raw(dict(quick=quick, n=len(students), limited=bool(students_limit),
+                                runs=runs, t_release=t_release, t_collect=t_collect,
+                      t_feedback=t_feedback, feedback_pages=sum(1 for p in made.values() if p),
+                      sandbox_ok=sandbox_ok, load_before=load_before, load_after=load_after,
+                      variants=list(notebooks), profiles=profiles, costs=costs, profiled=perfect,
+                      version=version)))
 
 
-def stage_table(s):
-    """Rows: stage, median seconds with the sandbox, without (over the profiled repetitions)."""
-    rows = []
-    keys = list(next(iter(s["stages"].values()))[0])
-    for key in keys:
-        row = [key]
-        for sandbox in (True, False):
-            runs = s["stages"].get(sandbox)
-            row.append(f"{common.summarize([r[key] for r in runs])['median']:.2f}" if runs else "-")
-        rows.append(row)
-    return ["stage of one submission (grade_in_scratch, in-process)", "s, sandbox on", "s, sandbox off"], rows
+def save_raw(s):
+    """Keep the measurements (results/grading.json) so that the report can be written again from
+    them: python -m benchmarks.grading --report-only."""
+    import json
+    (common.output_dir(s["quick"]) / "grading.json").write_text(json.dumps(s, indent=1, default=str))
+    return s
 
 
-def sandbox_cost(med):
-    """A sentence on what bubblewrap adds to one submission, from the profiled medians."""
-    diff = med[True]["total"] - med[False]["total"]
-    text = f"Without the sandbox the same submission takes {med[False]['total']:.2f} s (on − off = {diff:+.2f} s"
-    return text + ("), so the sandbox's own cost is small against the rest. " if diff < 0.5 else
-                   "): that difference is the sandbox's cost. ")
+def _med(xs):
+    return common.summarize(xs)["median"] if xs else float("nan")
 
 
-def analysis(s, one, two, per_sub_serial, speedup):
-    """Generated paragraphs: what bounds each missed target, with the measured numbers."""
+def stage_rows(profiles):
+    """(grouped rows, fine rows): median over the profiled jobs of each part's exclusive wall and CPU,
+    cold (first submission of a fresh process) and warm (second submission in the same process)."""
+    grouped, fine = [], []
+    totals = {run: [stages.group_totals(p[run]) for p in profiles] for run in ("cold", "warm")}
+    for g in stages.GROUP_ORDER:
+        cw, cc = (_med([t[g][i] for t in totals["cold"]]) for i in (0, 1))
+        ww, wc = (_med([t[g][i] for t in totals["warm"]]) for i in (0, 1))
+        grouped.append([g, f"{cw:.2f}", f"{cc:.2f}", f"{ww:.2f}", f"{wc:.2f}", f"{cw - ww:+.2f}"])
+    sums = {run: [(sum(v[0] for v in t.values()), sum(v[1] for v in t.values())) for t in totals[run]]
+            for run in totals}
+    grouped.append(["**total**", *(f"**{_med([x[i] for x in sums[run]]):.2f}**" for run in ("cold", "warm")
+                                   for i in (0, 1))][:5] + [""])
+    labels = list(stages.GROUPS) + sorted({k for p in profiles for k in p["cold"]["wall"]} - set(stages.GROUPS))
+    for label in labels:
+        vals = []
+        for run in ("cold", "warm"):
+            for field in ("wall", "cpu"):
+                vals.append(_med([p[run][field].get(label, 0.0) for p in profiles]))
+        if max(vals) < 0.005:
+            continue
+        fine.append([label, stages.GROUPS.get(label, "?"), *(f"{v:.2f}" for v in vals)])
+    return grouped, fine, sums
+
+
+def slow_cells(profiles, top=6):
+    cold = {}
+    for p in profiles:
+        for gid, t in p["cold"]["cells"]:
+            cold.setdefault(gid, []).append(t)
+    meds = sorted(((gid, _med(ts)) for gid, ts in cold.items()), key=lambda c: -c[1])
+    return meds[:top], sum(t for _, t in meds)
+
+
+def analysis(s, one, two, per_sub_serial, speedup, grouped_cold, grouped_warm, sums, fork):
+    """Generated paragraphs: what bounds the figures, with the measured numbers."""
     lines = ["## What bounds the results", ""]
     runs = s["runs"]
     others = [o for r in runs.values() for o in r["others_before"]]
     busy = [b for r in runs.values() for b in r["busy"]]
-    lines.append(f"- **The machine.** Just before each grade run, other processes kept {min(others):.2f}–"
-                 f"{max(others):.2f} of the 2 cores busy (2 s probes); during the runs all processes together, this "
-                 f"benchmark's included, kept {min(busy):.2f}–{max(busy):.2f} cores busy. "
+    lines.append(f"- **The machine.** Load average {s['load_before']} (1/5/15 min) when the benchmark started, "
+                 f"{s['load_after']} at the end, on 2 cores. Just before each grade run, other processes kept "
+                 f"{min(others):.2f}–{max(others):.2f} of the 2 cores busy (2 s probes); during the runs all processes "
+                 f"together, this benchmark's included, kept {min(busy):.2f}–{max(busy):.2f} cores busy. "
                  + ("The machine was quiet: the figures are the pipeline's own. " if max(others) < 0.2 else
-                    "The figures include that contention. ")
-                 + "The configurations were run in ABBA order so that a drift in load falls on all of them alike.")
-    if s["stages"]:
-        med = {sb: {k: common.summarize([r[k] for r in v])["median"] for k in v[0]} for sb, v in s["stages"].items()}
-        on = med.get(True) or med[False]
-        total_on = on["total"]
-        wall_cells, in_cells, slow = s["cells"]
-        if per_sub_serial > TARGET_SECONDS:
-            lines.append(
-                f"- **≤ {TARGET_SECONDS:g} s per submission** (measured {per_sub_serial:.2f} s serial). The profile of "
-                f"one submission ({s['profiled']}) gives {total_on:.2f} s in the worker with the sandbox: kernel "
-                f"start-up {on['kernel start-up (until ready)']:.2f} s, the notebook's own cells "
-                f"{on[CELLS_STAGE]:.2f} s, SQLite grade saving "
-                f"{on['saving grades (SaveAutoGrades, SQLite)']:.2f} s, the rest of nbgrader "
-                f"{on['rest of nbgrader autograde']:.2f} s, verification {on['out-of-kernel verification']:.2f} s. "
-                + (sandbox_cost(med) if len(med) == 2 else "")
-                + f"Run by plain nbclient (no nbgrader, no sandbox) the notebook takes {wall_cells:.2f} s including "
-                f"kernel start, {in_cells:.2f} s of it inside cells; the slowest cells are "
-                + ", ".join(f"`{gid}` {t:.2f} s" for gid, t in slow[:4])
-                + ". So the floor is a fresh kernel per submission (start-up, then the imports cell pulls in numpy "
-                "and matplotlib) plus the notebook's own work (its training and timing cells), before any grading "
-                f"logic; grade() adds {per_sub_serial - common.summarize(one['per_submission'])['median']:.2f} s per "
-                "submission on top of the worker's latency (process pool start-up, merging into the gradebook). "
-                f"With 2 workers the throughput is {two['wall'] / two['n']:.2f} s per submission.")
-    fmt_list = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+                    "**The figures include that contention**: on a quiet machine they would be lower, the 2-worker "
+                    "figure most of all (it needs both cores). ")
+                 + "The two configurations were run in ABBA order so that a drift in load falls on both alike.")
+    cold_total = _med([x[0] for x in sums["cold"]])
+    warm_total = _med([x[0] for x in sums["warm"]])
+    cold_cpu = _med([x[1] for x in sums["cold"]])
+    top = sorted(grouped_cold.items(), key=lambda kv: -kv[1][0])
+    lines.append(
+        f"- **One submission** (profiled job, cold as in production): {cold_total:.2f} s wall, {cold_cpu:.2f} s CPU "
+        "across all its processes. The largest parts: "
+        + ", ".join(f"{g} {w:.2f} s ({c:.2f} s CPU)" for g, (w, c) in top[:4])
+        + f". Graded again in the same process (warm) it takes {warm_total:.2f} s: the "
+        f"{cold_total - warm_total:.2f} s difference is what one fresh process per submission costs "
+        "(interpreter start, importing nbgrader/nbconvert/SQLAlchemy/matplotlib in the grader, first-use caches).")
     lat1, lat2 = (common.summarize(r["per_submission"])["median"] for r in (one, two))
     rounds = len(one["walls"])
-    work1, work2 = (sum(r["per_submission"]) / rounds for r in (one, two))  # worker seconds per class
-    serial = one["wall"] - work1  # grade()'s own part: pool start-up, merging results, status file
-    bound = one["wall"] / (work2 / 2 + serial)
-    text = (f"- **2 workers ≥ {TARGET_SPEEDUP:g}× serial** (measured {speedup:.2f}×, per round "
-            f"{', '.join(f'{a / b:.2f}×' for a, b in zip(one['walls'], two['walls']))}). Of the 1-worker wall time "
-            f"({one['wall']:.1f} s per class), the submissions' latencies in the worker add up to {work1:.1f} s; the "
-            f"other {serial:.1f} s is grade()'s serial part (process pool start-up, merging each result into the "
-            "gradebook, the status file), which a second worker cannot share. With 2 workers each submission "
-            f"also took longer in its worker ({lat1:.2f} → {lat2:.2f} s median; {work1:.1f} → {work2:.1f} s in all), "
-            f"so the best the pool could do is {one['wall']:.1f} / ({work2:.1f} / 2 + {serial:.1f}) = {bound:.2f}×. "
-            f"All processes kept {fmt_list(one['busy'])} cores busy during the 1-worker runs and "
-            f"{fmt_list(two['busy'])} during the 2-worker runs; other processes held {fmt_list(one['others_before'])} "
-            f"and {fmt_list(two['others_before'])} cores just before them")
-    if max(two["others_before"] + one["others_before"]) >= 0.2:
-        text += ", so part of the slow-down per submission is other people's load."
-    else:
-        text += (": the machine was quiet, so the slow-down per submission comes from the two workers (and "
-                 "their kernels) sharing the 2 cores with each other and with the merging process.")
+    work1, work2 = (sum(r["per_submission"]) / rounds for r in (one, two))
+    serial = one["wall"] - work1
+    lines.append(
+        f"- **1 worker: {per_sub_serial:.2f} s per submission.** The job's own latency (`Outcome.seconds`, inside "
+        f"grade_in_scratch) has median {lat1:.2f} s; the rest of the wall time ({serial:.1f} s per class, "
+        f"{serial / one['n']:.2f} s per submission) is outside grade_in_scratch: spawning the job's process and its "
+        "imports (which `Outcome.seconds` does not see), returning the result, and the parent's merge into the "
+        "gradebook.")
+    bound = one["wall"] / (work2 / 2 + serial) if work2 else float("nan")
+    text = (f"- **2 workers: {two['wall'] / two['n']:.2f} s per submission, {speedup:.2f}× one** (per round "
+            f"{', '.join(f'{a / b:.2f}×' for a, b in zip(one['walls'], two['walls']))}). With 2 workers each job "
+            f"also took longer ({lat1:.2f} → {lat2:.2f} s median), because two jobs, their kernels and verification "
+            "workers, the parent and everyone else's processes share 2 cores. If the part outside the jobs "
+            "stayed serial, the best the "
+            f"pool could do is {one['wall']:.1f} / ({work2:.1f} / 2 + {serial:.1f}) = {bound:.2f}×; but that part "
+            "is mostly per-job process start-up, which does run in parallel.")
     lines.append(text)
+    if fork:
+        lines.append(
+            f"- **Process start-up per job.** The same class with 1 worker, each job forked from a forkserver that "
+            f"imported the grader's modules once: {fork['wall'] / fork['n']:.2f} s and {fork['cpu'] / fork['n']:.2f} "
+            f"s CPU per submission, against {per_sub_serial:.2f} s and {one['cpu'] / one['n']:.2f} s CPU with a "
+            f"freshly spawned interpreter per job ({per_sub_serial / (fork['wall'] / fork['n']):.2f}× by wall, "
+            f"{one['cpu'] / fork['cpu']:.2f}× by CPU); grades identical: see above. This is a benchmark-only "
+            "experiment (it patches `autograder.grading.jobs.get_context` in this process).")
+    return lines + [""]
+
+
+def suggestions(s, one, fork, profiles):
+    """Cuts of fixed per-submission costs that change neither grades nor the sandbox, with the
+    measured figures they rest on (none is applied outside benchmarks/)."""
+    def cost(prefix):
+        hit = [v for k, v in s["costs"].items() if k.startswith(prefix)]
+        return (_med(hit[0][0]), _med(hit[0][1])) if hit else (float("nan"), float("nan"))
+
+    def step(label, run="cold", field="wall"):
+        return _med([p[run][field].get(label, 0.0) for p in profiles])
+
+    full, no_rfc = cost("... + what its first"), cost("... the same with `rfc3987")
+    rfc = cost("`import rfc3987_syntax`")
+    lines = ["## Cuts that keep grades and the sandbox as they are", ""]
+    if fork:
+        lines.append(
+            f"1. **Fork jobs from a forkserver that preloaded the grader's modules** (`autograder/grading/jobs.py`: "
+            f"`get_context(\"forkserver\")` plus `set_forkserver_preload([...])`). Measured above: "
+            f"{one['cpu'] / one['n']:.2f} → {fork['cpu'] / fork['n']:.2f} s CPU and {one['wall'] / one['n']:.2f} → "
+            f"{fork['wall'] / fork['n']:.2f} s wall per submission with 1 worker, grades identical. Still one "
+            "process per submission, killed by the parent at its budget (psutil tree kill by pid); student code "
+            "never runs in that process (kernel and verification worker are exec'd in bubblewrap), so the sandbox "
+            "is untouched. The server must preload only import-time state (no open gradebook, no threads).")
+    lines.append(
+        f"2. **Keep `rfc3987_syntax` out of the job** (it builds a Lark grammar at import: {rfc[1]:.2f} s CPU, "
+        f"{rfc[0]:.2f} s wall here; it comes in through nbgrader → nbformat → jsonschema's optional `iri` format "
+        "checker, which nbformat's notebook schema does not need): uninstalling it, or "
+        "`sys.modules.setdefault(\"rfc3987_syntax\", None)` before nbgrader is imported in the job, takes a job "
+        f"process's imports from {full[1]:.2f} to {no_rfc[1]:.2f} s CPU ({full[0]:.2f} → {no_rfc[0]:.2f} s wall). "
+        "With the forkserver it is paid once per grade run instead.")
+    exit_s = _med([p["return_and_exit"] for p in profiles])
+    lines.append(
+        f"3. **Skip the job process's interpreter teardown**: {exit_s:.2f} s wall passed between the job returning "
+        "its result and the parent seeing it finished (the parent joins the child before it starts the next job). "
+        "The child could `os._exit(0)` right after `send.close()` in `jobs._child` (nothing is left to flush: its "
+        "gradebook is a scratch copy, the result is already sent).")
+    shut = step("kernel shutdown, jail close")
+    lines.append(
+        f"4. **Stop the kernel at once after the last cell** (`c.Execute.shutdown_kernel = \"immediate\"`): the "
+        f"graceful shutdown took {shut:.2f} s wall ({step('kernel shutdown, jail close', field='cpu'):.2f} s CPU) "
+        "per submission; the outputs are in by then and the jail kills whatever is left anyway. Not measured here.")
+    lines.append(
+        f"5. **Smaller, measured but not worth much**: copying the course into scratch "
+        f"{step('scratch copy of the course, notebook check'):.2f} s; the verification run directory "
+        f"{step('verification: run dir (copy helpers, data, worker, font cache)'):.2f} s cold / "
+        f"{step('verification: run dir (copy helpers, data, worker, font cache)', 'warm'):.2f} s warm (the cold "
+        "figure is importing matplotlib to find its font cache); waiting for the verification worker "
+        f"{step('verification: waiting for the worker (Python, numpy, imports, student code)'):.2f} s (it starts "
+        "while the grader builds its namespace; it could start even earlier, alongside the kernel, which would "
+        "shorten latency but not CPU). The kernel's start until ready "
+        f"({step('kernel start until ready (Python, ipykernel)'):.2f} s) is the sandbox's price of a fresh "
+        "kernel per submission and stays.")
     return lines + [""]
 
 
 def merge_rounds(runs):
     """One configuration's rounds as one record: mean wall, walls, pooled latencies, per-round load."""
     return {"wall": sum(r["wall"] for r in runs) / len(runs), "walls": [r["wall"] for r in runs],
+            "cpu": sum(r["cpu"] for r in runs) / len(runs),
             "per_submission": [t for r in runs for t in r["per_submission"]], "n": runs[0]["n"],
             "scores": runs[0]["scores"], "all_scores": [r["scores"] for r in runs],
             "busy": [r["busy"] for r in runs], "others_before": [r["others_before"] for r in runs]}
@@ -322,71 +465,87 @@ def write(s):
     s = {**s, "rounds": s["runs"], "runs": {label: merge_rounds(rs) for label, rs in s["runs"].items()}}
     n = s["n"]
     headers = ["stage", "wall s (whole class; each round)", "s per submission (mean wall / n)",
-               "per-submission latency in the worker, median (IQR) [min–max]",
+               "CPU s per submission (all processes)", "per-submission latency in the job, median (IQR) [min–max]",
                "cores busy during the run (all processes) / others just before, each round"]
-    rows = [["release (once per class)", f"{s['t_release']:.1f}", f"{s['t_release'] / n:.2f}", "-", "-"],
-            ["collect", f"{s['t_collect']:.2f}", f"{s['t_collect'] / n:.3f}", "-", "-"]]
+    rows = [["release (once per class)", f"{s['t_release']:.1f}", f"{s['t_release'] / n:.2f}", "-", "-", "-"],
+            ["collect", f"{s['t_collect']:.2f}", f"{s['t_collect'] / n:.3f}", "-", "-", "-"]]
     for label, r in s["runs"].items():
         st = common.summarize(r["per_submission"])
         rows.append([f"grade: {label}", " + ".join(f"{w:.1f}" for w in r["walls"]), f"{r['wall'] / r['n']:.2f}",
+                     f"{r['cpu'] / r['n']:.2f}",
                      f"{st['median']:.2f} ({st['q1']:.2f}–{st['q3']:.2f}) [{st['min']:.2f}–{st['max']:.2f}]",
                      ", ".join(f"{b:.2f} / {o:.2f}" for b, o in zip(r["busy"], r["others_before"]))])
-    if s["t_verify"]:
-        st = common.summarize(s["t_verify"])
-        rows.append(["out-of-kernel verification alone (sandboxed, serial)", f"{sum(s['t_verify']):.1f}",
-                     f"{sum(s['t_verify']) / n:.2f}",
-                     f"{st['median']:.2f} ({st['q1']:.2f}–{st['q3']:.2f}) [{st['min']:.2f}–{st['max']:.2f}]", "-"])
-    rows.append(["feedback (serial, nbgrader)", f"{s['t_feedback']:.1f}", f"{s['t_feedback'] / n:.2f}", "-", "-"])
+    rows.append(["feedback (serial, nbgrader)", f"{s['t_feedback']:.1f}", f"{s['t_feedback'] / n:.2f}", "-", "-",
+                 "-"])
     common.print_table(headers, rows)
 
-    prod = [label for label in s["runs"] if label.startswith("production")]
-    one, two = s["runs"][prod[0]], s["runs"][prod[1]]
+    one, two = list(s["runs"].values())[:2]
+    fork = s["runs"].get(FORKSERVER_LABEL)
     speedup = one["wall"] / two["wall"]
     round_speedups = [a / b for a, b in zip(one["walls"], two["walls"])]
-    production_scores = one["all_scores"] + two["all_scores"]
-    identical = all(sc == production_scores[0] for sc in production_scores)
-    differing = sorted(st for st in production_scores[0]
-                       if any(sc.get(st) != production_scores[0][st] for sc in production_scores))
-    sandbox_on = [label for label in s["runs"] if "sandbox on" in label]
-    sandbox_off = [label for label in s["runs"] if "sandbox off" in label]
-    kernel_same = (all(sc == s["runs"][sandbox_on[0]]["scores"]
-                       for sc in s["runs"][sandbox_on[0]]["all_scores"] + s["runs"][sandbox_off[0]]["all_scores"])
-                   if sandbox_on else None)
-
+    all_scores = [sc for r in s["runs"].values() for sc in r["all_scores"]]
+    identical = all(sc == all_scores[0] for sc in all_scores)
+    differing = sorted(st for st in all_scores[0] if any(sc.get(st) != all_scores[0][st] for sc in all_scores))
+    failed = sorted({st for r in s["rounds"].values() for x in r for st in x["failed"]})
     per_sub_serial = one["wall"] / one["n"]
     per_sub_parallel = two["wall"] / two["n"]
+    ok = s["sandbox_ok"]
     targets = [
-        (f"≤ {TARGET_SECONDS:g} s per submission with the sandbox, 1 worker (production path: sandbox + "
-         "verification; whole-class wall / n)", per_sub_serial <= TARGET_SECONDS if s["sandbox_ok"] else None,
+        (f"≤ {TARGET_SECONDS:g} s per submission, production path (sandbox + verification), 1 worker "
+         "(issue 8; whole-class wall / n)", per_sub_serial <= TARGET_SECONDS if ok else None,
          f"{per_sub_serial:.2f} s/submission"),
-        (f"≤ {TARGET_SECONDS:g} s per submission with the sandbox, 2 workers (grade's default on 2 cores)",
-         per_sub_parallel <= TARGET_SECONDS if s["sandbox_ok"] else None, f"{per_sub_parallel:.2f} s/submission"),
+        (f"≤ {TARGET_SECONDS:g} s per submission, production path, 2 workers (grade's default on 2 cores)",
+         per_sub_parallel <= TARGET_SECONDS if ok else None, f"{per_sub_parallel:.2f} s/submission"),
         (f"2 workers ≥ {TARGET_SPEEDUP:g}× as fast as 1 (production path, whole-class wall time)",
          speedup >= TARGET_SPEEDUP,
          f"{speedup:.2f}× ({' + '.join(f'{w:.1f}' for w in one['walls'])} s → "
          f"{' + '.join(f'{w:.1f}' for w in two['walls'])} s; per round: "
          f"{', '.join(f'{r:.2f}×' for r in round_speedups)})"),
+        (f"≤ {TARGET_CHEAP:g} s per submission, 1 worker (issue 12, item 5: a cheaper submission)",
+         per_sub_serial <= TARGET_CHEAP if ok else None, f"{per_sub_serial:.2f} s/submission"),
     ]
     print()
-    for what, ok, detail in targets:
-        print(f"  {'met   ' if ok else 'MISSED' if ok is not None else 'n/a   '} {what}: {detail}")
-    print(f"  grades identical with 1 and 2 workers: {identical}"
-          + (f" (differ: {', '.join(differing)})" if differing else ""))
-    sh, sr = stage_table(s)
+    for what, verdict_ok, detail in targets:
+        print(f"  {'met   ' if verdict_ok else 'MISSED' if verdict_ok is not None else 'n/a   '} {what}: {detail}")
+    print(f"  grades identical in every run (1 worker, 2 workers, forkserver experiment): {identical}"
+          + (f" (differ: {', '.join(differing)})" if differing else "") + f"; not graded: {failed or 'none'}")
+
+    profiles = s["profiles"]
+    grouped, fine, sums = stage_rows(profiles)
+    g_headers = ["part of one submission (profiled job)", "cold: wall s", "cold: CPU s", "warm: wall s",
+                 "warm: CPU s", "cold − warm, wall s"]
+    f_headers = ["step (exclusive time)", "part", "cold: wall s", "cold: CPU s", "warm: wall s", "warm: CPU s"]
     print()
-    common.print_table(sh, sr)
+    common.print_table(g_headers, grouped)
+    print()
+    common.print_table(f_headers, fine)
+    grouped_cold = {g: (_med([stages.group_totals(p["cold"])[g][0] for p in profiles]),
+                        _med([stages.group_totals(p["cold"])[g][1] for p in profiles])) for g in stages.GROUP_ORDER}
+    grouped_warm = {g: (_med([stages.group_totals(p["warm"])[g][0] for p in profiles]),
+                        _med([stages.group_totals(p["warm"])[g][1] for p in profiles])) for g in stages.GROUP_ORDER}
+    cells, in_cells = slow_cells(profiles)
+    c_headers = ["fixed cost, measured alone", "wall s, median (min–max)", "CPU s, median"]
+    c_rows = [[what, common.fmt(common.summarize(w), digits=2), f"{_med(c):.2f}"]
+              for what, (w, c) in s["costs"].items()]
+    print()
+    common.print_table(c_headers, c_rows)
+    parent = [p["parent_wall"] for p in profiles]
+    ret = [p["return_and_exit"] for p in profiles]
 
     total_points = {st: sum(sc.values()) for st, sc in one["scores"].items()}
-    wall_cells, in_cells, slow = s["cells"]
     lines = [
         "# Benchmark: grading a class, seconds per submission",
         "",
         f"A course built in a temporary folder with the kit's Python API (`release`, `collect`, `grade`, "
-        f"`feedback`, `autograder.judge.verify.verify`), graded on a generated class of **{n} submissions**: "
+        f"`feedback`), graded on a generated class of **{n} submissions**: "
         + ("one per variant of `autograder.variants` (correct variants, every bug kind, the untouched release). "
-           if n > len(QUICK_VARIANTS) else f"variants {', '.join(QUICK_VARIANTS)}. ")
-        + "Each grade run covers the whole class; the runs follow each other on the same course, in the order "
-        "of the table. " + ("**Quick smoke run: 4 submissions.**" if s["quick"] else ""),
+           if not s.get("limited") else
+           f"the first {n} variants of `autograder.variants` (`--students {n}`): "
+           f"{', '.join(f'`{v}`' for v in s['variants'])}. ")
+        + "Every grade is the production path: nbgrader's autograde with the course's pipeline (sandboxed kernel "
+        "running the notebook without hidden tests, then `Reverify`: the grader runs every test cell outside the "
+        "kernel against a sandboxed worker, with per-submission seeds), one child process per submission. "
+        + ("**Quick smoke run: 4 submissions, one round, one profiled job.**" if s["quick"] else ""),
         "",
         f"Measured: {s['version']} (released into the course at the start). Generated by "
         "`python -m benchmarks.grading` (or `make bench`).",
@@ -394,42 +553,68 @@ def write(s):
         "## Machine",
         "",
         *common.machine_lines(),
-        f"- bubblewrap sandbox: {'available' if s['sandbox_ok'] else 'NOT available (sandboxed rows skipped)'}",
-        f"- load average after the last run: {s['load_after']}",
+        f"- bubblewrap sandbox: {'available' if ok else 'NOT available (graded without the sandbox)'}",
+        f"- load average (1/5/15 min) when the benchmark started: {s['load_before']}; after the last run: "
+        f"{s['load_after']}",
+        f"- CPU of the profiled job read from: {profiles[0]['cpu_clock']}",
         "",
         "## Seconds per submission",
         "",
         *common.table(headers, rows),
         "",
-        "\"wall / n\" is throughput: the whole class's wall time (mean of the rounds), including grade()'s fixed costs (process "
-        "pool start-up, merging each result into the gradebook), divided by the class size. The latency "
-        "column is `Outcome.seconds`, measured inside the worker for one submission (scratch copy, "
-        "nbgrader autograde in a kernel, and verification where on). The last column is the machine's load: "
-        "cores kept busy by all processes during the run, and by other processes in a 2 s probe just before it.",
+        "\"wall / n\" is throughput: the whole class's wall time (mean of the rounds), including grade()'s own costs "
+        "(spawning one process per submission, merging each result into the gradebook), divided by the class "
+        "size. The latency column is `Outcome.seconds`, measured inside the job from the start of "
+        "`grade_in_scratch` (so without the job process's start-up and imports). The last column is the "
+        "machine's load: cores kept busy by all processes during the run, and by other processes in a 2 s "
+        "probe just before it.",
         "",
         "## Targets",
         "",
         *common.table(["target", "verdict", "measured"],
-                      [[w, common.verdict(ok) if ok is not None else "n/a", d] for w, ok, d in targets]),
+                      [[w, common.verdict(v) if v is not None else "n/a", d] for w, v, d in targets]),
         "",
-        f"Grades identical between the 1-worker and 2-worker production runs: **{'yes' if identical else 'NO'}**"
-        + (f" (differ: {', '.join(differing)})" if differing else "") + ". "
-        + (f"Kernel scores identical with the sandbox on and off: **{'yes' if kernel_same else 'NO'}**."
-           if kernel_same is not None else ""),
+        f"Grades identical between every run (1 worker, 2 workers, the forkserver experiment): "
+        f"**{'yes' if identical else 'NO'}**"
+        + (f" (differ: {', '.join(differing)})" if differing else "")
+        + f". Submissions not graded in some run: {', '.join(failed) if failed else 'none'}.",
         "",
-        *analysis(s, one, two, per_sub_serial, speedup),
+        *analysis(s, one, two, per_sub_serial, speedup, grouped_cold, grouped_warm, sums, fork),
         "## Where one submission's time goes",
         "",
-        f"`autograder.grading.job.grade_in_scratch` (what a worker runs) on `{s['profiled']}`, called in this process "
-        f"under cProfile, median of {len(next(iter(s['stages'].values())))} runs each way (cumulative times of "
-        "nbclient's setup_kernel, GradingExecute, SaveAutoGrades, nbgrader's autograde and verify):",
+        f"`{s['profiled']}` graded by `benchmarks.stages.profiled_job` run through `autograder.grading.jobs` (a "
+        "spawned child process, as in production), which wraps the pipeline's steps with timestamps and reads the "
+        "CPU of all the job's processes (grader, sandboxed kernel, sandboxed verification worker) from a cpuacct "
+        "cgroup at each step boundary. Times are exclusive (a step nested in another counts only in the inner "
+        f"one). **cold**: the first submission the process grades (what every job pays today); **warm**: the "
+        f"same submission graded again in that process. Median of {len(profiles)} job(s)"
+        + (f", measured in a separate run (`--profile-again`, finished {s['profiled_separately']}) on a course with "
+           f"the same release, after the grade runs above" if s.get("profiled_separately") else "")
+        + ". CPU above wall means "
+        "processes ran in parallel (the verification worker loads while the grader builds its namespace; kernel "
+        "threads).",
         "",
-        *common.table(sh, sr),
+        *common.table(g_headers, grouped),
         "",
-        f"The same notebook run by plain nbclient, no nbgrader, no sandbox, `NBGRADER_EXECUTION` set: "
-        f"{wall_cells:.2f} s in all, {in_cells:.2f} s inside cells. Slowest cells:",
+        f"Seen from the parent, the profiled job took {_med(parent):.2f} s from spawn to result "
+        f"(both runs, cold and warm), of which {_med(ret):.2f} s after the job returned (pickling the result, "
+        "process exit).",
         "",
-        *common.table(["cell", "seconds"], [[f"`{gid}`", f"{t:.2f}"] for gid, t in slow]),
+        "Step by step:",
+        "",
+        *common.table(f_headers, fine),
+        "",
+        f"The notebook's code cells in the kernel (cold run): {in_cells:.2f} s in all; slowest:",
+        "",
+        *common.table(["cell", "seconds"], [[f"`{gid}`", f"{t:.2f}"] for gid, t in cells]),
+        "",
+        *suggestions(s, one, fork, profiles),
+        "## Fixed costs per submission, measured alone",
+        "",
+        "Each a separate process or copy, repeated; the verification worker's rows use its environment "
+        "(`python -I`, one BLAS thread) but no sandbox.",
+        "",
+        *common.table(c_headers, c_rows),
         "",
         "## The class and its points (production run, 1 worker)",
         "",
@@ -437,23 +622,29 @@ def write(s):
         "",
     ]
     common.write_report("grading", lines, s["quick"])
-    fig, (ax1, ax2) = common.new_figure(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
-    labels = [r[0].replace("grade: ", "").replace(" (sandbox + verify)", "") for r in rows]
+
+    fig, (ax1, ax2) = common.new_figure(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    labels = [r[0].replace("grade: ", "").replace(" (sandbox + verification)", "")
+              .replace(FORKSERVER_LABEL, "forkserver experiment, 1 worker") for r in rows]
     values = [float(r[2]) for r in rows]
     ax1.barh(labels[::-1], values[::-1], color="tab:blue")
     ax1.axvline(TARGET_SECONDS, color="red", linestyle="--", linewidth=1, label=f"target {TARGET_SECONDS:g} s")
+    ax1.axvline(TARGET_CHEAP, color="orange", linestyle=":", linewidth=1, label=f"issue 12: {TARGET_CHEAP:g} s")
     ax1.set_xlabel("seconds per submission (wall / n)")
     ax1.tick_params(axis="y", labelsize=8)
     ax1.legend()
     ax1.grid(axis="x", alpha=0.3)
-    data = [r["per_submission"] for r in s["runs"].values()] + ([s["t_verify"]] if s["t_verify"] else [])
-    names = [label.replace(" (sandbox + verify)", "").replace("autograde, ", "") for label in s["runs"]] + \
-        (["verify alone"] if s["t_verify"] else [])
-    ax2.boxplot(data, orientation="horizontal", tick_labels=names)
-    ax2.tick_params(axis="y", labelsize=8)
-    ax2.set_xlabel("latency of one submission in its worker, s")
+    left = {"cold": 0.0, "warm": 0.0}
+    colors = ["tab:gray", "tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown"]
+    for g, color in zip(stages.GROUP_ORDER, colors):
+        widths = [grouped_cold[g][0], grouped_warm[g][0]]
+        ax2.barh(["cold (production)", "warm"], widths, left=[left["cold"], left["warm"]], color=color, label=g)
+        left = {"cold": left["cold"] + widths[0], "warm": left["warm"] + widths[1]}
+    ax2.set_xlabel("wall s of one submission's job, by part")
+    ax2.legend(fontsize=7, loc="upper right")
     ax2.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Grading {n} submissions: 2 workers {speedup:.2f}× faster than 1; grades identical: {identical}")
+    fig.suptitle(f"Grading {n} submissions: {per_sub_serial:.2f} s (1 worker), {per_sub_parallel:.2f} s (2 workers) "
+                 f"per submission, {speedup:.2f}×; grades identical: {identical}")
     common.save_figure(fig, "grading", s["quick"])
     return {**s, "targets": targets, "speedup": speedup, "identical": identical}
 
@@ -461,7 +652,20 @@ def write(s):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 submissions, results in results/quick/")
-    run(parser.parse_args(argv).quick)
+    parser.add_argument("--students", type=int, help="grade only the first N generated submissions "
+                        "(default: one per variant, at least 20)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write grading.md/.png again from the saved grading.json, measuring nothing")
+    parser.add_argument("--profile-again", action="store_true",
+                        help="measure only the profiled job and the fixed costs again, keep the saved grade runs")
+    args = parser.parse_args(argv)
+    if args.profile_again:
+        profile_again(args.quick)
+    elif args.report_only:
+        import json
+        write(json.loads((common.output_dir(args.quick) / "grading.json").read_text()))
+    else:
+        run(args.quick, args.students)
 
 
 if __name__ == "__main__":

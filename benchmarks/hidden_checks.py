@@ -55,8 +55,8 @@ def run(quick=False):
     per_cell = {gid: common.summarize([s[gid] for s in per_seed]) for gid, _, _ in cells}
 
     headers = ["test cell", "points", "ms median (min–max)", "share of total"]
-    rows = [[gid, f"{pts:g}", common.fmt(per_cell[gid], 1e3), f"{100 * per_cell[gid]['median'] / totals['median']:.0f}%"]
-            for gid, pts, _ in cells]
+    rows = [[gid, f"{pts:g}", common.fmt(per_cell[gid], 1e3),
+             f"{100 * per_cell[gid]['median'] / totals['median']:.0f}%"] for gid, pts, _ in cells]
     rows.append(["**all cells**", f"{sum(p for _, p, _ in cells):g}", f"**{common.fmt(totals, 1e3)}**", "100%"])
     common.print_table(headers, rows)
     ok = totals["median"] <= TARGET_SECONDS

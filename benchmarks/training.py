@@ -399,7 +399,8 @@ def judge(s, threads1):
             continue
         r = ratio_stats(s, name("numpy f32"), name("torch f32"), b)
         r64 = ratio_stats(s, name("numpy f64"), name("torch f32"), b)
-        rows.append((r["median"] <= 0.8, f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f}); f64: {r64['median']:.2f}×"))
+        rows.append((r["median"] <= 0.8,
+                     f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f}); f64: {r64['median']:.2f}×"))
     t = s["stats"][(name("numpy f32"), 256)]
     peak = s["peak"]["float32, 1 thread" if threads1 else "float32"]
     frac = gflops(s, t["median"]) / peak
@@ -537,7 +538,8 @@ def analysis(s):
         vec_us = {b: med("numpy f64", b) / -(-s["n"] // b) * 1e6 for b in BATCHES}
         text = (f"- **Vectorized vs per-row loop** (batch 32: {said(0)}. Batch 256: {said(1)}). A per-row call "
                 f"costs {row_us:.0f} µs (f64); a vectorized call costs {vec_us[32]:.0f} µs at batch 32 and "
-                f"{vec_us[256]:.0f} µs at batch 256, i.e. {vec_us[32] / 32:.1f} and {vec_us[256] / 256:.1f} µs per row. "
+                f"{vec_us[256]:.0f} µs at batch 256, i.e. {vec_us[32] / 32:.1f} and {vec_us[256] / 256:.1f} µs "
+                "per row. "
                 f"For 20× at batch 32 a batch call would have to take at most {32 * row_us / 20:.0f} µs, for 50× at "
                 f"batch 256 at most {256 * row_us / 50:.0f} µs. ")
         if prof_row and prof_vec:
