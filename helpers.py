@@ -9,7 +9,8 @@ You do not need to change anything here, but you are welcome to read it. It has:
   ``assert_keys``, ``assert_history``), ``hint_on_shape_error``, and ``quiet`` to keep harmless
   warnings out of the output;
 - ``init_params`` for the network's starting weights, ``toy_network`` for a small test problem;
-- ``load_mnist`` for the data and ``plot_history`` for the learning curves.
+- ``load_mnist`` for the data and ``plot_history`` for the learning curves;
+- ``draw_computation_graph``: one example's forward values and gradients, drawn on the network's graph.
 
 Shapes follow the assignment: n samples, d input features, h hidden units, k classes.
 """
@@ -883,3 +884,198 @@ def plot_history(history, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# The computation graph of one example
+# ----------------------------------------------------------------------------------------------
+
+class _Tape:
+    """Reverse-mode differentiation of scalar operations, recorded in the order they run.
+
+    Each entry is one number and, for each input it was computed from, the local derivative
+    d(entry)/d(input). The figure's gradients come from here, one scalar at a time, so that this
+    file, which students read, holds the chain rule but not the matrix form of the network's
+    backward pass (Question 1 asks for that).
+    """
+
+    def __init__(self):
+        self.values, self.inputs = [], []
+
+    def _record(self, value, inputs):
+        self.values.append(float(value))
+        self.inputs.append(tuple(inputs))
+        return len(self.values) - 1
+
+    def leaf(self, value):
+        return self._record(value, ())
+
+    def add(self, nodes, const=0.0):
+        return self._record(sum(self.values[i] for i in nodes) + const, ((i, 1.0) for i in nodes))
+
+    def mul(self, a, b):
+        va, vb = self.values[a], self.values[b]
+        return self._record(va * vb, ((a, vb), (b, va)))
+
+    def relu(self, a):
+        v = self.values[a]
+        return self._record(max(v, 0.0), ((a, 1.0 if v > 0 else 0.0),))
+
+    def exp(self, a, shift):
+        e = np.exp(self.values[a] - shift)  # shifted: exact for softmax, and no overflow
+        return self._record(e, ((a, e),))
+
+    def log(self, a):
+        return self._record(np.log(self.values[a]), ((a, 1.0 / self.values[a]),))
+
+    def neg(self, a):
+        return self._record(-self.values[a], ((a, -1.0),))
+
+    def gradient(self, out):
+        """d(out)/d(entry) for every entry: each entry passes its gradient to its inputs,
+        last recorded first, so an entry is complete before it is passed on."""
+        grad = np.zeros(len(self.values))
+        grad[out] = 1.0
+        for i in range(out, -1, -1):
+            for j, local in self.inputs[i]:
+                grad[j] += local * grad[i]
+        return grad  # sums start from +0.0, so a stopped gradient is +0.0 and prints as 0.000
+
+
+def _one_example_graph(x, y, params):
+    """Forward values and loss gradients of one example, by the scalar chain rule on a _Tape."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    W1, b1, W2, b2 = (np.asarray(params[name], dtype=np.float64) for name in ("W1", "b1", "W2", "b2"))
+    (d, h), k = W1.shape, W2.shape[1]
+    if x.shape != (d,) or b1.shape != (h,) or W2.shape != (h, k) or b2.shape != (k,) or not 0 <= y < k:
+        raise ValueError(f"need x ({d},), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,) and 0 <= y < k; got x "
+                         f"{x.shape}, W1 {W1.shape}, b1 {b1.shape}, W2 {W2.shape}, b2 {b2.shape}, y={y}")
+    t = _Tape()
+    leaves = {name: np.vectorize(t.leaf, otypes=[int])(value)
+              for name, value in (("x", x), ("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))}
+    z1 = [t.add([t.mul(leaves["x"][i], leaves["W1"][i, j]) for i in range(d)] + [leaves["b1"][j]])
+          for j in range(h)]
+    a1 = [t.relu(node) for node in z1]
+    z2 = [t.add([t.mul(a1[j], leaves["W2"][j, c]) for j in range(h)] + [leaves["b2"][c]]) for c in range(k)]
+    # L = -z2[y] + ln sum_c e^z2[c], computed as m + ln sum_c e^(z2[c] - m) with m the largest logit.
+    m = max(t.values[node] for node in z2)
+    exps = [t.exp(node, m) for node in z2]
+    loss = t.add([t.neg(z2[int(y)]), t.log(t.add(exps))], const=m)
+    grad = t.gradient(loss)
+
+    def value(nodes):
+        return np.array([t.values[i] for i in np.ravel(nodes)]).reshape(np.shape(nodes))
+
+    def gradient(nodes):
+        return grad[np.asarray(nodes)]
+
+    e = value(exps)
+    return {"x": x, "y": int(y), "z1": value(z1), "a1": value(a1), "z2": value(z2), "p": e / e.sum(),
+            "loss": float(t.values[loss]),
+            "dx": gradient(leaves["x"]), "dW1": gradient(leaves["W1"]), "db1": gradient(leaves["b1"]),
+            "dz1": gradient(z1), "da1": gradient(a1), "dz2": gradient(z2),
+            "dW2": gradient(leaves["W2"]), "db2": gradient(leaves["b2"]),
+            "inactive": [j for j in range(h) if t.values[z1[j]] <= 0]}
+
+
+def _numbers(array, digits):
+    """An array as text, one row per line: [1.10  -0.50]."""
+    rows = np.atleast_2d(array)
+    return "\n".join("[" + "  ".join(f"{v:.{digits}f}" for v in row) + "]" for row in rows)
+
+
+def draw_computation_graph(x, y, params, ax=None):
+    """Draw the computation graph of ONE example through the two-layer network, forward values in
+    the nodes and the loss's gradients on the edges.
+
+    The graph is x -> z1 = x W1 + b1 -> a1 = relu(z1) -> z2 = a1 W2 + b2 -> L = -ln softmax(z2)[y],
+    with W1, b1, W2, b2 feeding in from below. Each edge u -> v is labelled with dL/du, the gradient
+    that flows back along it. Values are computed here, by the chain rule one number at a time,
+    never with your functions: the figure illustrates, it does not check your code. Keep it small
+    (d, h, k of 2 or 3) to read every number.
+
+    Inputs:
+    - x: one example, shape (d,)
+    - y: int, its label in [0, k)
+    - params: dict with W1 (d, h), b1 (h,), W2 (h, k), b2 (k,). Nothing is modified.
+    - ax: a matplotlib Axes to draw in (its limits are set and its frame hidden), or None for a new
+      figure of 13 x 4.6 inches.
+
+    Returns a tuple (fig, values):
+    - fig: the matplotlib Figure. In a notebook show it with display(fig); elsewhere
+      fig.savefig("graph.png").
+    - values: dict of what is drawn. Forward: x (d,), z1 (h,), a1 (h,), z2 (k,), p (k,) the
+      softmax, loss (float), y (int). Gradients of the loss: dx (d,), dW1 (d, h), db1 (h,), dz1 (h,),
+      da1 (h,), dz2 (k,), dW2 (h, k), db2 (k,). inactive: list of the hidden units j with
+      z1[j] <= 0 (their gradient stops at the ReLU).
+    """
+    import matplotlib.pyplot as plt  # imported here so that `import helpers` stays fast
+    from matplotlib.patches import FancyArrowPatch
+
+    v = _one_example_graph(x, y, params)
+    if ax is None:
+        fig = plt.figure(figsize=(13, 4.6))
+        plt.close(fig)  # shown once, as the returned value, not once more on its own
+        ax = fig.add_axes((0, 0, 1, 1))  # the whole figure, so data units are inches
+    fig = ax.figure
+    ax.set_xlim(0, 13)
+    ax.set_ylim(0, 4.6)
+    ax.axis("off")
+
+    # name: (x, y) of the box centre, its text. Coordinates: inches of the default figure.
+    nodes = {
+        "x": ((0.75, 3.1), f"x (input)\n{_numbers(v['x'], 2)}"),
+        "z1": ((3.75, 3.1), f"z1 = x W1 + b1\n{_numbers(v['z1'], 2)}"),
+        "a1": ((6.6, 3.1), f"a1 = relu(z1)\n{_numbers(v['a1'], 2)}"),
+        "z2": ((9.3, 3.1), f"z2 = a1 W2 + b2\n{_numbers(v['z2'], 2)}"),
+        "L": ((12.05, 3.1), f"L = -ln p[y]\np = softmax(z2)\n{_numbers(v['p'], 3)}\ny = {v['y']}, "
+                           f"L = {v['loss']:.3f}"),
+        "W1": ((2.1, 0.9), f"W1\n{_numbers(params['W1'], 2)}"),
+        "b1": ((4.9, 0.9), f"b1\n{_numbers(params['b1'], 2)}"),
+        "W2": ((8.1, 0.9), f"W2\n{_numbers(params['W2'], 2)}"),
+        "b2": ((10.9, 0.9), f"b2\n{_numbers(params['b2'], 2)}"),
+    }
+    boxes = {}
+    for name, ((cx, cy), text) in nodes.items():
+        param = name[0] in "Wb"
+        boxes[name] = ax.text(cx, cy, text, ha="center", va="center", fontsize=10, family="monospace",
+                              gid=f"node:{name}",
+                              bbox={"boxstyle": "round,pad=0.4", "edgecolor": "black",
+                                    "facecolor": "#fff4d6" if param else "#e8f0fb"})
+    fig.draw_without_rendering()  # the boxes' sizes are known only once laid out: arrows stop at their edges
+    to_data = ax.transData.inverted()
+    extents = {name: to_data.transform(box.get_bbox_patch().get_window_extent().get_points())
+               for name, box in boxes.items()}
+
+    def border(name, towards):
+        """Where the line from the centre of box `name` towards a point leaves the box."""
+        centre = np.asarray(nodes[name][0])
+        (x0, y0), (x1, y1) = extents[name]
+        direction = np.asarray(towards) - centre
+        with np.errstate(divide="ignore"):
+            t = min(np.abs(np.array([(x1 - x0) / 2, (y1 - y0) / 2]) / direction))
+        return centre + (t + 0.03 / np.hypot(*direction)) * direction
+
+    # (from, to, gradient key, label side): main-row labels go above the arrow, the parameters'
+    # beside theirs, so no number sits on a line.
+    edges = [("x", "z1", "dx", "above"), ("z1", "a1", "dz1", "above"), ("a1", "z2", "da1", "above"),
+             ("z2", "L", "dz2", "above"), ("W1", "z1", "dW1", "left"), ("b1", "z1", "db1", "right"),
+             ("W2", "z2", "dW2", "left"), ("b2", "z2", "db2", "right")]
+    for start, end, key, side in edges:
+        a, b = border(start, nodes[end][0]), border(end, nodes[start][0])
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=16, shrinkA=0, shrinkB=0,
+                                     color="black", linewidth=1.2, gid=f"edge:{start}->{end}"))
+        mid_x, mid_y = (a + b) / 2
+        where = {"above": (mid_x, mid_y + 0.4, "center", "bottom"), "left": (mid_x - 0.3, mid_y, "right", "center"),
+                 "right": (mid_x + 0.3, mid_y, "left", "center")}[side]
+        ax.text(where[0], where[1], f"dL/d{start}\n{_numbers(v[key], 3)}", ha=where[2], va=where[3],
+                fontsize=9, family="monospace", color="#b00020", multialignment="center", gid=f"grad:{key}")
+    if v["inactive"]:
+        off = ", ".join(f"z1[{j}] = {v['z1'][j]:.2f}" for j in v["inactive"])
+        mid_x = (nodes["z1"][0][0] + nodes["a1"][0][0]) / 2
+        ax.text(mid_x, nodes["z1"][0][1] + 0.95, f"{off}: the ReLU is off there,\nno gradient passes back",
+                ha="center", va="bottom", fontsize=9, color="#b00020", style="italic", gid="note:inactive")
+    ax.text(6.5, 0.08, "black arrows: the forward pass.   red: the gradient of the loss L that flows back "
+            "along each arrow (dL/d of the arrow's start), for this one example.",
+            ha="center", va="bottom", fontsize=9, color="#444444", gid="legend")
+    return fig, v

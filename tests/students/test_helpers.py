@@ -1,4 +1,4 @@
-"""Tests of helpers.py: gradient checking, assertions, init_params, load_mnist, plot_history.
+"""Tests of helpers.py: gradient checking, assertions, init_params, load_mnist, plot_history, draw_computation_graph.
 
 They never touch the internet: downloads go to a local HTTP server on 127.0.0.1 and caches live
 in pytest's tmp_path.
@@ -781,3 +781,169 @@ def test_plot_history():
     assert acc_ax.get_legend() is not None
     fig.savefig(io.BytesIO(), format="png")
 
+
+
+# ----------------------------------------------------------------------------------------------
+# draw_computation_graph
+# ----------------------------------------------------------------------------------------------
+
+# The notebook's example: d = 2, h = 3, k = 2, hidden unit 1 inactive (z1 = [1.1, -1.8, 0.5]).
+GRAPH_X, GRAPH_Y = np.array([1.0, -2.0]), 1
+GRAPH_PARAMS = {"W1": np.array([[0.5, -1.0, 0.8], [-0.25, 0.5, 0.1]]), "b1": np.array([0.1, 0.2, -0.1]),
+                "W2": np.array([[1.0, -0.5], [0.5, 1.0], [-1.0, 0.5]]), "b2": np.array([0.2, -0.1])}
+
+
+def _graph_cases():
+    X, y, params = toy_network(n=5, d=4, h=6, k=3, seed=3)  # unit 0 inactive, others away from the kink
+    return [(GRAPH_X, GRAPH_Y, GRAPH_PARAMS), (X[2], int(y[2]), params)]
+
+
+def _example_loss(x, y, W1, b1, W2, b2):
+    """Cross-entropy of one example, written out here independently of helpers."""
+    z2 = np.maximum(x @ W1 + b1, 0.0) @ W2 + b2
+    return float(np.log(np.sum(np.exp(z2 - z2.max()))) + z2.max() - z2[y])
+
+
+def _central_differences(f, at, step=1e-6):
+    grad = np.zeros_like(at)
+    for i in np.ndindex(at.shape):
+        up, down = at.copy(), at.copy()
+        up[i] += step
+        down[i] -= step
+        grad[i] = (f(up) - f(down)) / (2 * step)
+    return grad
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_computation_graph_values_match_finite_differences(case):
+    import matplotlib
+    matplotlib.use("Agg")
+
+    x, y, params = _graph_cases()[case]
+    _, v = helpers.draw_computation_graph(x, y, params)
+    W1, b1, W2, b2 = (params[name] for name in ("W1", "b1", "W2", "b2"))
+
+    # Forward values, straight from the definitions.
+    z1 = x @ W1 + b1
+    z2 = np.maximum(z1, 0) @ W2 + b2
+    np.testing.assert_allclose(v["z1"], z1, rtol=1e-12)
+    np.testing.assert_allclose(v["a1"], np.maximum(z1, 0), rtol=1e-12)
+    np.testing.assert_allclose(v["z2"], z2, rtol=1e-12)
+    np.testing.assert_allclose(v["p"], np.exp(z2) / np.exp(z2).sum(), rtol=1e-12)
+    assert v["loss"] == pytest.approx(_example_loss(x, y, W1, b1, W2, b2), rel=1e-12)
+
+    # Every gradient drawn, against central differences of the loss as a function of that array
+    # alone (for an intermediate array: the rest of the network downstream of it).
+    def ce(z):
+        return float(np.log(np.sum(np.exp(z - z.max()))) + z.max() - z[y])
+
+    downstream = {
+        "dx": (x, lambda a: _example_loss(a, y, W1, b1, W2, b2)),
+        "dW1": (W1, lambda a: _example_loss(x, y, a, b1, W2, b2)),
+        "db1": (b1, lambda a: _example_loss(x, y, W1, a, W2, b2)),
+        "dW2": (W2, lambda a: _example_loss(x, y, W1, b1, a, b2)),
+        "db2": (b2, lambda a: _example_loss(x, y, W1, b1, W2, a)),
+        "dz1": (z1, lambda a: ce(np.maximum(a, 0) @ W2 + b2)),
+        "da1": (np.maximum(z1, 0), lambda a: ce(a @ W2 + b2)),
+        "dz2": (z2, ce),
+    }
+    for key, (at, f) in downstream.items():
+        numerical = _central_differences(f, at)
+        assert v[key].shape == at.shape, key
+        np.testing.assert_allclose(v[key], numerical, rtol=1e-5, atol=1e-8, err_msg=key)
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_computation_graph_inactive_unit_stops_the_gradient_exactly(case):
+    import matplotlib
+    matplotlib.use("Agg")
+
+    x, y, params = _graph_cases()[case]
+    _, v = helpers.draw_computation_graph(x, y, params)
+    dead = [j for j in range(len(v["z1"])) if v["z1"][j] < 0]
+    assert v["inactive"] == dead and dead  # the notebook's example: unit 1; toy_network's row: 0 and others
+    for j in dead:
+        # The gradient reaches the unit's output but not its input: stopped by the ReLU, not absent.
+        assert v["da1"][j] != 0, j
+        assert v["dz1"][j] == 0 and v["db1"][j] == 0 and np.all(v["dW1"][:, j] == 0), j
+        assert np.all(v["dW2"][j] == 0), j  # its output a1[j] is 0, so the weights leaving it get nothing
+        assert not np.signbit(v["dz1"][j]), j  # printed as 0.000, not -0.000
+    live = [i for i in range(len(v["z1"])) if i not in dead]
+    assert live and np.all(v["dz1"][live] == v["da1"][live])
+
+
+def test_computation_graph_figure_has_every_node_and_edge_and_shows_the_numbers():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch
+
+    before = {name: value.copy() for name, value in GRAPH_PARAMS.items()}
+    fig, v = helpers.draw_computation_graph(GRAPH_X, GRAPH_Y, GRAPH_PARAMS)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+    nodes = sorted(gid[5:] for gid in texts if gid.startswith("node:"))
+    assert nodes == sorted(["x", "z1", "a1", "z2", "L", "W1", "b1", "W2", "b2"])
+    edges = sorted(p.get_gid()[5:] for p in ax.patches if isinstance(p, FancyArrowPatch))
+    assert edges == sorted(["x->z1", "z1->a1", "a1->z2", "z2->L", "W1->z1", "b1->z1", "W2->z2", "b2->z2"])
+    labels = {gid[5:]: text for gid, text in texts.items() if gid.startswith("grad:")}
+    assert sorted(labels) == sorted(["dx", "dz1", "da1", "dz2", "dW1", "db1", "dW2", "db2"])
+
+    # The drawn text carries the returned numbers, row by row, so the figure shows what was checked.
+    for key, text in labels.items():
+        rows = np.atleast_2d(v[key])
+        assert text.splitlines()[1:] == ["[" + "  ".join(f"{g:.3f}" for g in row) + "]" for row in rows], key
+    assert labels["dz1"].splitlines()[1] == "[1.153  0.000  -1.153]"  # the dead unit's 0, worked by hand
+    assert "[1.10  -1.80  0.50]" in texts["node:z1"] and f"L = {v['loss']:.3f}" in texts["node:L"]
+    assert "z1[1] = -1.80" in texts["note:inactive"]
+    for name, value in before.items():
+        np.testing.assert_array_equal(GRAPH_PARAMS[name], value)
+    fig.savefig(io.BytesIO(), format="png")  # renders headless
+
+
+def test_computation_graph_draws_into_a_given_axes_and_says_nothing_when_every_unit_is_active():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = dict(GRAPH_PARAMS, b1=np.array([0.1, 2.5, -0.1]))  # z1[1] = 0.5 > 0: all units active
+    fig, ax = plt.subplots()
+    try:
+        returned, v = helpers.draw_computation_graph(GRAPH_X, GRAPH_Y, params, ax=ax)
+        assert returned is fig and v["inactive"] == [] and np.all(v["dz1"] == v["da1"])
+        assert not [t for t in ax.texts if t.get_gid() == "note:inactive"]
+    finally:
+        plt.close(fig)
+
+
+def test_computation_graph_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="W2"):
+        helpers.draw_computation_graph(GRAPH_X, GRAPH_Y, dict(GRAPH_PARAMS, W2=np.ones((2, 2))))
+    with pytest.raises(ValueError, match="y=2"):
+        helpers.draw_computation_graph(GRAPH_X, 2, GRAPH_PARAMS)
+
+
+def test_the_notebooks_graph_cell_draws_nothing_while_grading():
+    """Under nbgrader the graph cell must not import matplotlib or draw (grading cost unchanged);
+    outside it, it draws the example the tests above check (same numbers as GRAPH_*)."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "assignment.ipynb", as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
+    program = (f"import os, sys\nimport numpy as np\ndisplay = print\n{cells['graph_demo']}\n"
+               "print('matplotlib' in sys.modules, 'graph' in dir())\n")
+    for grading, expected in ((True, "False False"), (False, "True True")):
+        env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
+        if grading:
+            env["NBGRADER_EXECUTION"] = "autograde"
+        env["MPLBACKEND"] = "Agg"
+        run = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.splitlines()[-1] == expected, (grading, run.stdout)
+    namespace = {"np": np, "os": os, "display": lambda _: None}
+    exec(cells["graph_demo"].replace("NBGRADER_EXECUTION", "NOT_SET_HERE"), namespace)
+    assert namespace["y_one"] == GRAPH_Y and np.array_equal(namespace["x_one"], GRAPH_X)
+    for name, value in GRAPH_PARAMS.items():
+        np.testing.assert_array_equal(namespace["params_one"][name], value)
