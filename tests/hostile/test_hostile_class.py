@@ -157,6 +157,14 @@ for _url in ["http://1.1.1.1/", "https://pypi.org/simple/"]:
 print(f"NETWORK: reached {_reached}")
 """
 
+READ_HISTORY = """
+# IPython's record of the cells the kernel ran: the test cells' part of it (the student's own code
+# is no secret, but the hidden tests' kit holds reference solutions the leak scan would flag)
+_tests = [_cell for _cell in In if "visible tests passed" in _cell]
+print(f"HISTORY: {len(_tests)} test cells")
+print("\\n".join(_tests))
+"""
+
 PATCH_NUMPY = """
 np.allclose = lambda *a, **k: True
 np.array_equal = lambda *a, **k: True
@@ -227,6 +235,9 @@ CORPUS = {
                                         "return float(loss) + (1.0 if _reached else 0.0), dZ")])],
                         set(), set(), "NETWORK: reached []",
                         "connects to the grader's 127.0.0.1 port, its abstract unix socket, the internet: no network"),
+    "history_reader": Attack([added("predict", READ_HISTORY)], set(), set(), "HISTORY: ",
+                             "prints the kernel's input history after the test cells ran: the hidden blocks were "
+                             "never in it (StripHiddenTests), so nothing hidden comes back"),
     "numpy_patcher": Attack([code("train", before=PATCH_NUMPY,
                                   replace=[("np.random.default_rng(seed)", "np.random.default_rng()")])],
                             {"test_train"}, {"test_train"}, "",
@@ -481,7 +492,8 @@ def _readable(graded, student):
 
 def _hidden(graded):
     """Lines of the hidden tests that the release does not show anyway (e.g. `with quiet():`)."""
-    released = graded.course.notebook(graded.course.release).read_text()
+    # the cells' text, not the file's JSON, where a line with a quote is escaped and never matched
+    released = "\n".join(cell.source for cell in read_notebook(graded.course.notebook(graded.course.release)).cells)
     hidden = {line for line in hidden_lines(graded.source_nb) if line not in released}
     assert len(hidden) > 50
     return hidden
