@@ -49,6 +49,7 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.Autograde.autograde_preprocessors = [
     "autograder.grading.execute.GradingExecute",
+    "autograder.grading.pipeline.InertNotebook",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -72,6 +73,7 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.markdown2html"}}
+c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every page rendered here
 '''
 
 

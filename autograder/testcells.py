@@ -3,6 +3,7 @@
 Used for grading-validity checks (many seeds in seconds) and by the out-of-kernel verifier, which
 binds the student's functions to proxies into a sandboxed worker (see verify.py).
 """
+import builtins
 import contextlib
 import io
 import os
@@ -69,8 +70,11 @@ def run_test_cells(namespace, cells, seed=0, mute=()):
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 if mute and isinstance(exc, mute):
-                    message = (f"{type(exc).__name__} raised by your code on the grader's own inputs "
-                               "(its message is not shown)")
+                    name = type(exc).__name__  # the student's code chose it: a builtin name or nothing
+                    known = isinstance(getattr(builtins, name, None), type) and \
+                        issubclass(getattr(builtins, name), BaseException)
+                    message = (f"{name if known else 'An exception'} raised by your code on the grader's own "
+                               "inputs (its message is not shown)")
                 else:
                     message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 results[gid] = (False, message)

@@ -39,6 +39,10 @@ MAX_IMAGE = 2_000_000        # base64 characters of one image (about 1.5 MB)
 MAX_OUTPUTS_PER_CELL = 20
 MAX_PAGE_OUTPUTS = 8_000_000  # characters of all outputs of one page together
 MAX_MESSAGE = 600            # a verdict's message, as the grader's contract says
+# Markdown a page renders: sanitizing is quadratic on some inputs ("*" * 20_000 takes 5 s), so a
+# longer cell, or cells past the page's total, are shown as plain text instead (linear).
+MAX_MARKDOWN_CELL = 10_000
+MAX_MARKDOWN_PAGE = 50_000
 KEEP_MIMETYPES = ("text/plain", "image/png", "image/jpeg")
 BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -216,6 +220,32 @@ def safe_outputs(outputs, budget):
     return kept
 
 
+def as_plain_text(source):
+    """Markdown source shown verbatim: a fenced block, whose text the sanitizer passes in linear time."""
+    return "```\n" + _cap(source).replace("`", "'") + "\n```"
+
+
+def limit_markdown(cells):
+    """Markdown cells longer than MAX_MARKDOWN_CELL, or past MAX_MARKDOWN_PAGE in all, become plain text."""
+    total = 0
+    for cell in cells:
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+        total += len(source)
+        if len(source) > MAX_MARKDOWN_CELL or total > MAX_MARKDOWN_PAGE:
+            cell.source = as_plain_text(source)
+
+
+def inert_outputs(cells):
+    """Every output reduced to what a page may render (safe_outputs), for any notebook a TA or a
+    student opens in a browser: the autograded one is rendered by formgrader on the server's origin."""
+    budget = Budget()
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            cell.outputs = safe_outputs(cell.get("outputs", []), budget)
+
+
 def _decodes(value):
     try:
         base64.b64decode("".join(value.split()), validate=True)
@@ -264,6 +294,7 @@ def trusted_notebook(submitted_nb, source_nb, verdicts, grades):
                 position = i + 1
         rows.insert(position, (order[gid], _graded_cell(release, None, verdicts, grades, budget)))
     nb = new_notebook(cells=[cell for _, cell in rows])
+    limit_markdown(nb.cells)
     for key in ("kernelspec", "language_info"):
         if key in source_nb.metadata:
             nb.metadata[key] = copy.deepcopy(source_nb.metadata[key])
@@ -445,6 +476,8 @@ def markdown2html(context, source):
     from nbconvert.filters.markdown_mistune import InvalidNotebook, IPythonRenderer, MarkdownWithMath
 
     cell = context.get("cell", {}) or {}
+    if len(str(source)) > MAX_MARKDOWN_CELL:  # formgrader renders cells one by one: cap each here too
+        source = as_plain_text(str(source))
     # Attachments are the student's; only images whose data is plain base64 are kept.
     attachments = {}
     for name, bundle in (cell.get("attachments") or {}).items():

@@ -44,6 +44,19 @@ class StripHiddenTests(NbGraderPreprocessor):
         return cell, resources
 
 
+class InertNotebook(NbGraderPreprocessor):
+    """After the student's kernel ran: its outputs keep only text, PNG and JPEG (no HTML, JavaScript,
+    SVG, widgets), each capped, and long Markdown becomes plain text. The autograded notebook is
+    what formgrader renders on the Jupyter server's own origin: a script there would act as the TA.
+    """
+
+    def preprocess(self, nb, resources):
+        from autograder.grading.feedback_page import inert_outputs, limit_markdown
+        inert_outputs(nb.cells)
+        limit_markdown(nb.cells)
+        return nb, resources
+
+
 class Reverify(NbGraderPreprocessor):
     """The grader's verdict on every autograded test cell decides its points (see module doc)."""
 

@@ -4,12 +4,30 @@ import contextlib
 import subprocess
 import time
 
+import numpy as np
+
 from autograder import testcells
 from autograder.judge import wire
 from autograder.judge.channel import StudentError, WorkerError
 from autograder.judge.mirror import mirror_arguments
 
 CONTRACT = testcells.STUDENT_FUNCTIONS
+CALLBACK_MAX_ENTRIES = 1 << 22
+
+
+def _within_contract(value, depth=0):
+    """Arguments a reference function may run on in the grader's own process."""
+    if depth > 8:
+        return False
+    if isinstance(value, np.ndarray):
+        return (value.dtype.kind in "biuf" and value.dtype.itemsize <= 8 and value.ndim <= 3
+                and value.size <= CALLBACK_MAX_ENTRIES)
+    if isinstance(value, dict):
+        return all(_within_contract(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return len(value) <= CALLBACK_MAX_ENTRIES and all(_within_contract(v, depth + 1) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str, np.generic)) and \
+        not (isinstance(value, np.generic) and value.dtype.itemsize > 8)
 
 
 def _student_exception(ename, evalue):
@@ -178,6 +196,12 @@ class Session:
         fn, args, kwargs = msg.get("fn"), msg.get("args"), msg.get("kwargs")
         if fn not in reference or not isinstance(args, list) or not isinstance(kwargs, dict):
             reply = {"op": "error", "ename": "NameError", "evalue": f"{str(fn)[:40]!r} cannot be called back now"}
+        elif not _within_contract((args, kwargs)):
+            # The reference runs here, outside the worker's limits: it only takes what the
+            # assignment's functions take (no long doubles, no huge or high-dimensional arrays).
+            reply = {"op": "error", "ename": "ValueError", "evalue": (
+                f"{fn}() was called with arguments outside the assignment's contract (numeric arrays of "
+                f"at most 3 dimensions and {CALLBACK_MAX_ENTRIES:,} entries, 64-bit at most)")}
         else:
             try:
                 reply = {"op": "result", "value": self.namespace[fn](*args, **kwargs)}

@@ -197,12 +197,13 @@ def _read_entry(archive, entry):
 def _from_zip(archive, regex):
     items, skipped = [], []
     entries = [e for e in archive.infolist() if not e.is_dir()]
-    # An LMS zip often wraps the class in one folder; look inside it (but a zip of one student's
-    # folder holding one notebook is that student's).
+    # An LMS zip often wraps the class in one folder; look inside it. A zip of one folder whose
+    # notebooks all belong to one student below it is that folder's student: a student's own zip
+    # must not name a classmate (eve.zip holding eve/honest/assignment.ipynb is eve's).
     parts = [PurePosixPath(e.filename).parts for e in entries]
-    notebooks = sum(1 for e in entries if e.filename.endswith(".ipynb"))
-    strip = (len({p[0] for p in parts}) == 1 and all(len(p) > 1 for p in parts)
-             and (notebooks > 1 or any(len(p) > 2 for p in parts)))
+    notebooks = [p[1:] for p in parts if p[-1].endswith(".ipynb")]
+    inside = {_student_of("/".join(p), regex) for p in notebooks if p}
+    strip = (len({p[0] for p in parts}) == 1 and all(len(p) > 1 for p in parts) and len(inside) > 1)
     for entry in entries:
         relative = "/".join(PurePosixPath(entry.filename).parts[1 if strip else 0:])
         # Unix zips keep the file's mode in the high 16 bits; unzip would recreate a link from it.

@@ -452,3 +452,23 @@ def test_ids_that_collide_with_the_graders_names_are_refused(course, tmp_path):
 ])
 def test_reserved_id_is_one_check_grade_can_call_too(student, reason):
     assert reserved_id(student) == reason
+
+
+def test_a_students_own_zip_cannot_name_a_classmate(course, tmp_path):
+    """eve hands in her folder zipped, with a classmate's name inside: the zip is eve's. Only a
+    wrapping folder that holds several students is looked into (an LMS class download)."""
+    archive = tmp_path / "eve.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("eve/honest/assignment.ipynb", GOOD)
+    before = tree(course.root)
+
+    lines = run(archive, course)
+
+    assert lines == {"eve": "collected"}
+    assert changed(before, tree(course.root)) == stored("eve")
+
+    class_zip = tmp_path / "class.zip"
+    with zipfile.ZipFile(class_zip, "w") as z:
+        z.writestr("backprop_download/ada/assignment.ipynb", GOOD)
+        z.writestr("backprop_download/bob/assignment.ipynb", GOOD)
+    assert run(class_zip, course) == {"ada": "collected", "bob": "collected"}

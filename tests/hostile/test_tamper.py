@@ -9,6 +9,7 @@ import copy
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from support import sandbox_ok
 
@@ -178,3 +179,39 @@ def test_exception_messages_cannot_carry_hidden_inputs_out(tmp_path):
     verdict = verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells["test_relu"]
     assert not verdict.passed and verdict.visible_passed
     assert verdict.message == "ValueError raised by your code on the grader's own inputs (its message is not shown)"
+
+
+def test_an_exception_named_after_the_inputs_shows_no_name(tmp_path):
+    """The student's code chooses its exception's class name too: only builtin names are shown."""
+    leaky = with_reference("relu", replace=[(
+        "return np.maximum(X, 0.0)",
+        "if np.ndim(X) == 3: raise type('Z_' + '_'.join(str(v).replace('.', 'p').replace('-', 'm') "
+        "for v in X.ravel()[:5]), (Exception,), {})()\n    return np.maximum(X, 0.0)")])
+    submission = write_submission(tmp_path / "submission.ipynb", {"relu": leaky})
+    verdict = verify(SOURCE, submission, tmp_path / "work", sandbox=False).cells["test_relu"]
+    assert not verdict.passed and verdict.visible_passed
+    assert verdict.message == "An exception raised by your code on the grader's own inputs (its message is not shown)"
+
+
+def test_callbacks_take_only_what_the_contract_takes():
+    """A reference function runs in the grader's own process, outside the worker's limits: a
+    student's function cannot make it compute on long doubles or huge arrays (minutes of CPU)."""
+    from autograder.judge.session import CALLBACK_MAX_ENTRIES, _within_contract
+
+    fine = (np.ones((50, 4)), np.arange(50), {"W1": np.ones((4, 6)), "b1": np.zeros(6)}, 0.1, None)
+    assert _within_contract((list(fine), {"weight_decay": 0.0}))
+    for bad in (np.ones((3, 3), dtype=np.longdouble), np.ones((2, 2, 2, 2)), np.ones((2, 2), dtype=object),
+                np.zeros(CALLBACK_MAX_ENTRIES + 1, dtype=np.int8), np.longdouble(1.0), [[[[[[[[[[1]]]]]]]]]]):
+        assert not _within_contract(([bad], {})), bad
+
+
+def test_a_reference_callback_with_long_doubles_is_refused(tmp_path):
+    """The forward under test calls the grader's relu with a long-double matrix: refused at once,
+    the call fails in the worker, only test_forward's hidden part is lost."""
+    slow = with_reference("forward", replace=[(
+        "A1 = relu(Z1)", "A1 = relu(Z1)\n    if 'worker' in relu.__code__.co_filename:\n"
+        "        relu(np.ones((1500, 1500), dtype=np.longdouble))")])
+    submission = write_submission(tmp_path / "submission.ipynb", {"forward": slow})
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, cell_timeout=CALL_TIMEOUT)
+    verdict = result.cells["test_forward"]
+    assert not verdict.passed and not verdict.timed_out  # refused, not computed until the deadline
