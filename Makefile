@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 # A Debian package where it is missing: installed when we can (CI runs as root), else a warning.
