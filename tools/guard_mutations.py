@@ -57,8 +57,8 @@ GUARDS = [
            "test_nbgrader_autograde_stores_only_verified_scores_and_flags_tampering",),
           "nbgrader scores the outputs of the student's own kernel, which its code can forge"),
     Guard("tamper-comparison-flipped", "autograder/grading/pipeline.py",
-          'elif in_kernel == "passed" and not verdict.visible_passed:',
-          'elif in_kernel == "passed" and verdict.visible_passed:',
+          'elif in_kernel == "passed" and not verdict.visible_passed',
+          'elif in_kernel == "passed" and verdict.visible_passed',
           ("tests/hostile/test_grading_paths.py::"
            "test_nbgrader_autograde_stores_only_verified_scores_and_flags_tampering",),
           "a kernel fooled by patched assertions is not flagged; an honest hidden-test failure would be"),
