@@ -84,9 +84,9 @@ class Reverify(NbGraderPreprocessor):
         total = float(limits.submission_timeout)
         if self.deadline:
             total = max(0.0, min(total, self.deadline - time.monotonic()))
-        verdicts, notes = self._verify(source_dir / f"{info['notebook']}.ipynb", submitted, seed,
-                                       float(limits.timeout), total, source_nb, limits.sandbox)
-        record = _record(nb, source_nb, verdicts, notes, seed)
+        verdicts, notes, loaded = self._verify(source_dir / f"{info['notebook']}.ipynb", submitted, seed,
+                                               float(limits.timeout), total, source_nb, limits.sandbox)
+        record = _record(nb, source_nb, verdicts, notes, seed, loaded)
         _write_verdicts(nb, source_nb, record, self.config)
         nb.metadata[METADATA_KEY] = record
         return nb, resources
@@ -98,13 +98,13 @@ class Reverify(NbGraderPreprocessor):
             with tempfile.TemporaryDirectory(prefix="autograder-verify-") as workdir:
                 result = verify(source_path, submitted, workdir, sandbox=sandbox, seed=seed,
                                 cell_timeout=cell_timeout, total_timeout=total, config=self.config)
-            return result.cells, result.notes + [f"{label}: {message}" for label, message in
-                                                 sorted(result.load_errors.items())]
+            return (result.cells, result.notes + [f"{label}: {message}" for label, message in
+                                                  sorted(result.load_errors.items())], not result.load_errors)
         except Exception as exc:  # noqa: BLE001 - no verdict must never fall back to the kernel's
             message = f"the grader could not verify this submission ({type(exc).__name__}: {str(exc)[:200]})"
             self.log.error(message)
             return ({cell.grade_id: Verdict(False, message, False) for cell in notebook.test_cells(source_nb)},
-                    [message])
+                    [message], False)
 
 
 def _in_kernel(cell):
@@ -115,8 +115,13 @@ def _in_kernel(cell):
     return "failed" if failed else "passed"
 
 
-def _record(nb, source_nb, verdicts, notes, seed):
-    """nb.metadata["autograder"]: the verdict of every test cell, and what the kernel said."""
+def _record(nb, source_nb, verdicts, notes, seed, loaded):
+    """nb.metadata["autograder"]: the verdict of every test cell, and what the kernel said.
+
+    "Tamper suspected" needs the grader to have run exactly what the kernel ran: the student's
+    code all loaded (`loaded`), the visible part failing outside, no time limit involved. A cell
+    the grader could not load fails as itself (its load error is in the notes), never as tampering.
+    """
     cells_here = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in nb.cells if notebook.is_test_cell(cell)}
     record = {"version": 1, "cells": {}, "tamper_cells": [], "notes": list(notes), "seed": seed}
     for test in notebook.test_cells(source_nb):
@@ -131,7 +136,7 @@ def _record(nb, source_nb, verdicts, notes, seed):
                 record["notes"].append(f"{test.grade_id}: failed in the notebook but passed when checked outside it")
         elif verdict.timed_out:
             status = "timed out"
-        elif in_kernel == "passed" and not verdict.visible_passed:
+        elif in_kernel == "passed" and not verdict.visible_passed and loaded:
             status = "tamper suspected"
             record["tamper_cells"].append(test.grade_id)
         else:

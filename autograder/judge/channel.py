@@ -104,12 +104,13 @@ class Worker:
         self.pipes = _Pipes(self.proc)
         self.send_frame(wire.encode(load_msg), deadline)
 
-    def loaded(self, deadline):
+    def loaded(self, deadline, per_cell):
+        """The worker's 'loaded' reply; each cell it loads must finish within `per_cell` seconds."""
         self.loading = None
-        reply = self.receive(deadline)
+        reply = self.receive(min(time.monotonic() + per_cell, deadline))
         while reply.get("op") == "loading":
             self.loading = reply.get("cell")
-            reply = self.receive(deadline)
+            reply = self.receive(min(time.monotonic() + per_cell, deadline))
         if reply.get("op") != "loaded" or not isinstance(reply.get("errors"), dict):
             raise wire.WireError("expected a 'loaded' reply")
         return reply["errors"]

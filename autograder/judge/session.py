@@ -77,7 +77,8 @@ class Session:
         return {"op": "load", "setup": self.setup, "cells": [src for _, src in self.code]}
 
     def _load_deadline(self):
-        return min(time.monotonic() + self.cell_timeout, self.deadline)
+        """Loading runs every cell of the submission: each gets the cell limit, as in the kernel."""
+        return min(time.monotonic() + self.cell_timeout * (len(self.code) + 1), self.deadline)
 
     def finish_load(self):
         """Wait for the worker's 'loaded'; if a cell kills or hangs it, load again without that
@@ -87,7 +88,7 @@ class Session:
                 raise self._start_error
             deadline = self._load_deadline()
             with self.worker.watchdog(deadline):
-                errors = self.worker.loaded(deadline)
+                errors = self.worker.loaded(deadline, self.cell_timeout)
         except (wire.WireError, TimeoutError, OSError) as exc:
             reason = self._why(exc, "loading the submission")
             culprit = self.worker.loading

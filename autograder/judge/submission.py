@@ -7,7 +7,7 @@ from autograder import testcells
 def student_code(source_nb, submitted_nb):
     """[(label, source)] of the submission's code, in notebook order: the solution cells whose
     grade_id is one of the source notebook's, and the code cells the student added (no nbgrader
-    role), IPython magics removed. Locked and test cells of the submission are ignored."""
+    role), as plain Python (ipython_to_python). Locked and test cells of the submission are ignored."""
     solution_ids = set(testcells.solution_cells(source_nb))
     code = []
     for index, cell in enumerate(submitted_nb.cells):
@@ -23,8 +23,19 @@ def student_code(source_nb, submitted_nb):
         source = cell.get("source", "")
         if not isinstance(source, str):
             raise TypeError(f"cell {index} has a source of type {type(source).__name__}")
-        code.append((label, testcells.strip_magics(source)))
+        code.append((label, ipython_to_python(source)))
     return code
+
+
+def ipython_to_python(source):
+    """Cell source as IPython itself turns it into Python before running it: %magics, !shell and
+    `name?` become calls of get_ipython(), which the worker answers (worker.py). Dropping such lines
+    instead broke honest code (a continuation line or a docstring line starting with %)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - IPython cannot read it either: it fails in the worker as in the kernel
+        return source
 
 
 # ---------------------------------------------------------------------------------------------

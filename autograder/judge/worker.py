@@ -143,9 +143,35 @@ def _call(namespace, msg):
     return {"op": "result", "value": value, "mutated": mutated}
 
 
+class _Shell:
+    """What IPython turns a notebook's magics into (get_ipython().run_line_magic(...) and so on):
+    %time and %%time/%%capture run their code, as in a kernel; everything else (shell commands,
+    %matplotlib, `name?`, %%script...) does nothing, as it defines nothing a test could call."""
+
+    def __init__(self, namespace):
+        self._namespace = namespace
+
+    def run_line_magic(self, name, line, *_):
+        if name == "time":
+            exec(compile(line, "<%time>", "exec"), self._namespace)
+
+    def run_cell_magic(self, name, line, cell):
+        if name in ("time", "capture"):
+            exec(compile(cell, f"<%%{name}>", "exec"), self._namespace)
+
+    def getoutput(self, *args, **kwargs):
+        return []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 def main():
     sys.path.insert(0, os.getcwd())  # like a kernel: `from helpers import ...` finds the scratch dir's copy
     namespace = {"__name__": "__main__"}
+    shell = _Shell(namespace)
+    namespace["get_ipython"] = lambda: shell
+    namespace["display"] = lambda *args, **kwargs: None  # a kernel's builtin; shows nothing here
     while True:
         try:
             msg = wire.receive(_PROTO_IN)

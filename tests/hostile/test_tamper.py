@@ -215,3 +215,48 @@ def test_a_reference_callback_with_long_doubles_is_refused(tmp_path):
     result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, cell_timeout=CALL_TIMEOUT)
     verdict = result.cells["test_forward"]
     assert not verdict.passed and not verdict.timed_out  # refused, not computed until the deadline
+
+
+# Honest notebooks the grader must run as the kernel did (a red team found each flagged as tampering).
+HONEST_NOTEBOOK_HABITS = {
+    "a docstring line starting with %": {"relu": with_reference("relu", replace=[(
+        "return np.maximum(X, 0.0)", '"""Zeroes about 50\n    % of the inputs."""\n    return np.maximum(X, 0.0)')])},
+    "name? and !shell left in a cell": {"relu": with_reference("relu", after="np.maximum?\nfiles = !ls")},
+    "a %%script false cell keeping an old attempt": {"added": "%%script false --no-raise-error\n"
+                                                     "def softmax(Z):\n    return np.exp(Z) / np.exp(Z).sum()"},
+    "%time defining a name a function uses": {
+        "relu": with_reference("relu", before="%time SCALE = 1.0", replace=[("return np.maximum(X, 0.0)",
+                                                                            "return SCALE * np.maximum(X, 0.0)")])},
+    "display() called in a function": {"relu": with_reference("relu", replace=[(
+        "return np.maximum(X, 0.0)", "display(X.shape)\n    return np.maximum(X, 0.0)")])},
+}
+
+
+@pytest.mark.parametrize("habit", sorted(HONEST_NOTEBOOK_HABITS))
+def test_honest_notebook_habits_are_run_as_ipython_runs_them(tmp_path, habit):
+    submission = write_submission(tmp_path / "submission.ipynb", HONEST_NOTEBOOK_HABITS[habit])
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False)
+    assert result.load_errors == {} and all(v.passed for v in result.cells.values()), \
+        {gid: v.message for gid, v in result.cells.items() if not v.passed} or result.load_errors
+
+
+def test_each_cell_of_the_submission_gets_the_cell_limit_while_loading(tmp_path):
+    """Two slow self-checks of 0.6 cell limits each: fine in the kernel (60 s per cell), so fine here."""
+    slow = "import time\ntime.sleep(6)"
+    overrides = {"softmax": with_reference("softmax", after=slow), "relu": with_reference("relu", after=slow)}
+    submission = write_submission(tmp_path / "submission.ipynb", overrides)
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False, cell_timeout=10)
+    assert result.load_errors == {} and all(v.passed for v in result.cells.values()), result.notes
+
+
+def test_a_cell_the_grader_could_not_load_is_a_failure_not_tampering():
+    from autograder.grading.pipeline import _record
+    from autograder.judge.verify import Verdict
+
+    nb = copy.deepcopy(SOURCE_NB)  # its test cells have no error output: "passed" in the kernel
+    verdicts = {gid: Verdict(gid != "test_relu", "" if gid != "test_relu" else "NameError: name 'relu' is not "
+                             "defined", gid != "test_relu") for gid in GRADE_IDS}
+    unclean = _record(nb, SOURCE_NB, verdicts, [], seed=1, loaded=False)
+    assert unclean["tamper_cells"] == [] and unclean["cells"]["test_relu"]["status"] == "failed"
+    clean = _record(nb, SOURCE_NB, verdicts, [], seed=1, loaded=True)
+    assert clean["tamper_cells"] == ["test_relu"]  # the control: all loaded, the kernel's pass is suspect
