@@ -104,6 +104,8 @@ _FORWARD_RETURN = "return Z2, (X, Z1, A1)"
 _LOSS_AND_GRAD_RETURN = "return loss, grads"
 _PREDICT_RETURN = "return np.argmax(Z2, axis=1)"
 _TRAIN_RETURN = "return best_params, history"
+_TRAIN_STEP = "loss_and_grad(X_train[batch], y_train[batch], params, weight_decay)"
+_TRAIN_LOSS = 'history[f"{split}_loss"].append(softmax_cross_entropy(Z2, y)[0])'
 _CALL_FORWARD = "Z2, _ = forward(X, params)"  # in predict and in train
 _INLINE_FORWARD = 'Z2 = relu(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]'
 
@@ -208,6 +210,37 @@ _MISUNDERSTANDINGS = [
     misunderstanding("train_no_update", "train computes each step's update but never assigns it: params - lr * grads",
                      {"test_train"}, "every step updates params",
                      train=[("params[name] -= lr * grads[name]", "params[name] - lr * grads[name]")]),
+    # What train feeds loss_and_grad: the visible test records it with a zero-gradient stand-in, the hidden
+    # test with a recording reference (batches partition the training set, sizes, reshuffles, seed, decay).
+    misunderstanding("train_weight_decay_not_passed", "train calls loss_and_grad(Xb, yb, params) without passing "
+                     "weight_decay on, so no step decays the weights", {"test_train"},
+                     "pass weight_decay on to loss_and_grad unchanged",
+                     train=[(_TRAIN_STEP, "loss_and_grad(X_train[batch], y_train[batch], params)")]),
+    misunderstanding("train_weight_decay_10x", "train passes 10 * weight_decay to loss_and_grad", {"test_train"},
+                     "pass weight_decay on to loss_and_grad unchanged",
+                     train=[(_TRAIN_STEP, "loss_and_grad(X_train[batch], y_train[batch], params, 10 * weight_decay)")]),
+    misunderstanding("train_fake_train_loss", "train records 0.0 as every epoch's train_loss instead of the training "
+                     "set's mean cross-entropy (val_loss is real)", {"test_train"},
+                     "mean cross-entropy of the current params on the whole training set",
+                     train=[(_TRAIN_LOSS, 'history[f"{split}_loss"].append(softmax_cross_entropy(Z2, y)[0] '
+                                          'if split == "val" else 0.0)')]),
+    misunderstanding("train_val_loss_copies_train_loss", "train records the training loss as val_loss too (a "
+                     "copy-paste slip): history['val_loss'] is not the validation set's loss", {"test_train"},
+                     "mean cross-entropy of the current params on the validation set",
+                     train=[(_TRAIN_LOSS, 'history[f"{split}_loss"].append(softmax_cross_entropy(Z2, y)[0] '
+                                          'if split == "train" else history["train_loss"][-1])')]),
+    misunderstanding("train_no_reshuffle", "train never reshuffles: order = np.arange(n) every epoch, the same "
+                     "batches in the same order", {"test_train"},
+                     "reshuffle the training set at the start of every epoch",
+                     train=[("order = rng.permutation(n)", "order = np.arange(n)")]),
+    misunderstanding("train_ignores_seed", "train ignores seed: rng and init_params always seeded with 0",
+                     {"test_train"}, "use seed for the shuffling",
+                     train=[("rng = np.random.default_rng(seed)", "rng = np.random.default_rng(0)"),
+                            ("init_params(d, hidden_size, k, seed=seed)", "init_params(d, hidden_size, k, seed=0)")]),
+    misunderstanding("train_ignores_batch_size", "train ignores batch_size: batches of 32 rows whatever it is given",
+                     {"test_train"}, "batch_size rows each",
+                     train=[("range(0, n, batch_size)", "range(0, n, 32)"),
+                            ("order[start:start + batch_size]", "order[start:start + 32]")]),
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -454,6 +487,12 @@ _CORRECT = [
                     break
             return best, history
     """)),
+    correct("train_history_via_loss_and_grad", "train records each epoch's losses with loss_and_grad(X, y, params)[0] "
+            "on the whole training and validation sets (calls that are evaluations, not steps)",
+            train=[(_TRAIN_LOSS, 'history[f"{split}_loss"].append(loss_and_grad(X, y, params)[0])')]),
+    correct("train_randomstate_shuffle", "train shuffles with np.random.RandomState(seed).permutation: another "
+            "random generator, the same contract", train=[("rng = np.random.default_rng(seed)",
+                                                           "rng = np.random.RandomState(seed)")]),
 ]
 
 VARIANTS = {v.name: v for v in [
