@@ -52,8 +52,11 @@ class Proxy:
 class Session:
     """The grader's side of one verification: the worker, restarts, time limits, callbacks."""
 
-    def __init__(self, worker, setup, code, cell_timeout, deadline, total_timeout):
+    def __init__(self, worker, setup, code, cell_timeout, deadline, total_timeout, upto=None):
         self.worker, self.setup, self.code = worker, setup, code
+        self.upto = len(code) if upto is None else upto  # how many cells of `code` the worker should hold
+        self.loaded = 0           # how many it holds (a restart loads self.upto of them at once)
+        self._offset = 0          # where the load in progress starts in `code`
         self.cell_timeout, self.deadline, self.total_timeout = cell_timeout, deadline, total_timeout
         self.cell_deadline = deadline
         self.timeouts = 0         # how many times a deadline killed or stopped the worker
@@ -68,17 +71,35 @@ class Session:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self):
         self._start_error = None
+        self._offset, self.loaded = 0, 0
         try:
             self.worker.start(self._load_msg(), self._load_deadline())
         except (wire.WireError, TimeoutError) as exc:  # reported by finish_load
             self._start_error = exc
 
     def _load_msg(self):
-        return {"op": "load", "setup": self.setup, "cells": [src for _, src in self.code]}
+        return {"op": "load", "setup": self.setup, "cells": [src for _, src in self.code[:self.upto]]}
 
     def _load_deadline(self):
-        """Loading runs every cell of the submission: each gets the cell limit, as in the kernel."""
-        return min(time.monotonic() + self.cell_timeout * (len(self.code) + 1), self.deadline)
+        """Loading runs cells of the submission: each gets the cell limit, as in the kernel."""
+        return min(time.monotonic() + self.cell_timeout * (self.upto - self._offset + 1), self.deadline)
+
+    def load_more(self, upto):
+        """Load the student's cells up to `upto` into the running worker (the cells above the next
+        test); never fewer than it holds: a test cell moved up still sees what is loaded."""
+        self.upto = max(self.upto, upto)
+        if not self.running or self.loaded >= self.upto:
+            return
+        self._offset = self.loaded
+        self.worker.loading = None  # a culprit named by an earlier load must not be blamed for this one
+        msg = {"op": "load", "setup": "", "cells": [src for _, src in self.code[self.loaded:self.upto]]}
+        self._start_error = None
+        try:
+            self.worker.send_frame(wire.encode(msg), self._load_deadline())
+        except (wire.WireError, TimeoutError) as exc:
+            self._start_error = exc
+        self.running = False
+        self.finish_load()
 
     def finish_load(self):
         """Wait for the worker's 'loaded'; if a cell kills or hangs it, load again without that
@@ -92,34 +113,43 @@ class Session:
         except (wire.WireError, TimeoutError, OSError) as exc:
             reason = self._why(exc, "loading the submission")
             culprit = self.worker.loading
+            culprit = self._offset + int(culprit) if str(culprit).isdigit() else None
             self.worker.kill()
-            if not (str(culprit).isdigit() and int(culprit) < len(self.code) and time.monotonic() < self.deadline):
+            if culprit is None or culprit >= self.upto or time.monotonic() >= self.deadline:
                 self.unusable = reason
                 self.notes.append(f"{reason}; every call fails")
                 return
-            label = self.code[int(culprit)][0]
+            label = self.code[culprit][0]
             self.notes.append(f"{reason} (in {label}); loading again without {label}")
             self.load_errors[label] = f"{reason}: left out"
-            del self.code[int(culprit)]
+            del self.code[culprit]
+            self.upto -= 1
             self.start()
             return self.finish_load()
-        if self._first_load or not self.load_errors:
-            labels = ["imports"] + [label for label, _ in self.code]
+        if self._first_load or not self.load_errors or self._offset:
+            labels = ["imports" if not self._offset else "(none)"] + [
+                label for label, _ in self.code[self._offset:self.upto]]
             for key, message in errors.items():
                 index = 0 if key == "setup" else int(key) + 1 if str(key).isdigit() else None
                 label = labels[index] if index is not None and index < len(labels) else str(key)[:40]
                 self.load_errors[label] = str(message)[:500]
         self._first_load = False
+        self.loaded = self.upto
         self.running = True
 
-    def before_cell(self, gid):
-        """A test cell starts: it gets `cell_timeout` seconds, like a cell in the kernel."""
+    def before_cell(self, gid, upto=None):
+        """A test cell starts, with the student's cells above it (`upto` of them) loaded; it gets
+        `cell_timeout` seconds, like a cell in the kernel."""
         self.cell = gid
-        self.cell_deadline = min(time.monotonic() + self.cell_timeout, self.deadline)
+        if upto is not None:
+            self.upto = max(self.upto, upto)
         if not self.running and not self.unusable and time.monotonic() < self.deadline:
             self.notes[-1] += "; restarted"
             self.start()
             self.finish_load()
+        elif self.running and self.loaded < self.upto and time.monotonic() < self.deadline:
+            self.load_more(self.upto)
+        self.cell_deadline = min(time.monotonic() + self.cell_timeout, self.deadline)
 
     def close(self):
         if self.worker.proc is not None:

@@ -5,7 +5,24 @@ from autograder import testcells
 
 
 def student_code(source_nb, submitted_nb):
-    """[(label, source)] of the submission's code, in notebook order: the solution cells whose
+    """[(label, source)] of the submission's code, in notebook order (see student_code_at)."""
+    return [(label, source) for label, source, _ in student_code_at(source_nb, submitted_nb)]
+
+
+def tests_at(submitted_nb, grade_ids):
+    """{grade_id: its cell's index in the submission} for the test cells it still has: each test is
+    judged against the student's code above it, as the kernel ran it (a later redefinition of a
+    function, e.g. an experiment after the training cells, must not change the verdict)."""
+    found = {}
+    for index, cell in enumerate(submitted_nb.cells):
+        gid = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        if gid in grade_ids and gid not in found:
+            found[gid] = index
+    return found
+
+
+def student_code_at(source_nb, submitted_nb):
+    """[(label, source, index)] of the submission's code, in notebook order: the solution cells whose
     grade_id is one of the source notebook's, and the code cells the student added (no nbgrader
     role), as plain Python (ipython_to_python). Locked and test cells of the submission are ignored."""
     solution_ids = set(testcells.solution_cells(source_nb))
@@ -23,7 +40,7 @@ def student_code(source_nb, submitted_nb):
         source = cell.get("source", "")
         if not isinstance(source, str):
             raise TypeError(f"cell {index} has a source of type {type(source).__name__}")
-        code.append((label, ipython_to_python(source)))
+        code.append((label, ipython_to_python(source), index))
     return code
 
 

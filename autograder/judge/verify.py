@@ -26,7 +26,7 @@ from typing import NamedTuple
 from autograder import notebook, testcells
 from autograder.judge.channel import StudentError, Worker
 from autograder.judge.session import Proxy, Session
-from autograder.judge.submission import student_code
+from autograder.judge.submission import student_code, student_code_at, tests_at  # noqa: F401 - student_code: tests
 
 CONTRACT = testcells.STUDENT_FUNCTIONS
 HERE = Path(__file__).resolve().parent
@@ -151,7 +151,9 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
     cells = notebook.test_cells(source_nb)
     setup = testcells.setup_source(source_nb)
     try:
-        code = student_code(source_nb, testcells.read_notebook(submitted_notebook))
+        submitted_nb = testcells.read_notebook(submitted_notebook)
+        located = student_code_at(source_nb, submitted_nb)
+        at = tests_at(submitted_nb, {cell.grade_id for cell in cells})
     except Exception as exc:  # noqa: BLE001 - any unreadable notebook fails every cell the same way
         message = f"the submitted notebook could not be read: {type(exc).__name__}: {str(exc)[:200]}"
         return Verification({cell.grade_id: Verdict(False, message, False) for cell in cells}, notes=[message],
@@ -164,8 +166,13 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
         if sandbox:
             from autograder.sandbox.bwrap import make_sandbox_readable
             make_sandbox_readable(run)
+        code = [(label, source) for label, source, _ in located]
+
+        def code_above(gid):  # how many of the student's cells lie above this test in the submission
+            return sum(1 for *_, index in located if index < at.get(gid, len(submitted_nb.cells)))
+
         session = Session(_worker(run, sandbox, config), setup, code, cell_timeout, start + total_timeout,
-                          total_timeout)
+                          total_timeout, upto=code_above(cells[0].grade_id) if cells else len(code))
         session.start()  # the worker imports and loads while the grader sets up
         session.namespace = grader_namespace(setup, source_notebook.parent / "helpers.py", session)
         session.finish_load()
@@ -175,7 +182,7 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
                 results[cell.grade_id] = Verdict(False, message, False, timed_out=True)
                 continue
             timeouts = session.timeouts  # a restart at the cell's start counts for the cell
-            session.before_cell(cell.grade_id)
+            session.before_cell(cell.grade_id, code_above(cell.grade_id))
             results[cell.grade_id] = _judge(session, cell, seed, config, timeouts)
     finally:
         if session is not None:

@@ -132,7 +132,8 @@ def test_load_errors_are_reported_and_the_rest_still_runs(tmp_path):
     submission = write_submission(tmp_path / "submission.ipynb", broken, added=["raise ValueError('scratch work')"])
     result = verify(SOURCE, submission, tmp_path / "work", sandbox=False)
     assert result.load_errors["relu"].startswith("SyntaxError")
-    assert result.load_errors[f"cell {len(SOURCE_NB.cells)}"] == "ValueError: scratch work"
+    # the scratch cell lies below every test: like the kernel, no test sees it, so the grader never runs it
+    assert f"cell {len(SOURCE_NB.cells)}" not in result.load_errors
     assert verdicts(result) == in_process(broken, load_errors={"relu"})
     assert verdicts(result)["test_relu"] == (False, "NameError: name 'relu' is not defined")
     assert verdicts(result)["test_softmax"] == (True, "")

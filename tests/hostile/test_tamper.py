@@ -125,7 +125,7 @@ def relu(X):
      f"timed out: the cell time limit of {CALL_TIMEOUT} s was reached while running forward() during test_forward; "
      "restarted"),
     ("hangs_while_loading",  # a cell the student added never finishes: loaded again without it
-     {"added": "while True:\n    pass"},
+     {"added_first": "while True:\n    pass"},
      set(), "while loading the submission (in cell "),
 ]
 
@@ -134,12 +134,15 @@ def write_submission(path, overrides):
     nb = copy.deepcopy(SOURCE_NB)
     overrides = dict(overrides)
     added = overrides.pop("added", None)
+    added_first = overrides.pop("added_first", None)  # a cell the student put above every test
     for cell in nb.cells:
         if cell.cell_type == "code" and testcells.grade_id(cell) in overrides:
             cell.source = overrides.pop(testcells.grade_id(cell))
     assert not overrides
     if added:
         nb.cells.append(nbformat.v4.new_code_cell(added))
+    if added_first:
+        nb.cells.insert(2, nbformat.v4.new_code_cell(added_first))
     nbformat.write(nb, str(path))
     return path
 
@@ -260,3 +263,12 @@ def test_a_cell_the_grader_could_not_load_is_a_failure_not_tampering():
     assert unclean["tamper_cells"] == [] and unclean["cells"]["test_relu"]["status"] == "failed"
     clean = _record(nb, SOURCE_NB, verdicts, [], seed=1, loaded=True)
     assert clean["tamper_cells"] == ["test_relu"]  # the control: all loaded, the kernel's pass is suspect
+
+
+def test_each_test_judges_the_code_above_it_as_the_kernel_did(tmp_path):
+    """A student experiments after the training cells with a leaky relu: the kernel judged the relu
+    above test_relu, and so does the grader (the later definition changes no verdict)."""
+    submission = write_submission(tmp_path / "submission.ipynb",
+                                  {"added": "def relu(X):\n    return np.where(X > 0, X, 0.01 * X)  # trying leaky"})
+    result = verify(SOURCE, submission, tmp_path / "work", sandbox=False)
+    assert all(v.passed for v in result.cells.values()), {g: v.message for g, v in result.cells.items() if not v.passed}
