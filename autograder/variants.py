@@ -293,6 +293,12 @@ _GAMING = [
                 value[...] = 0.0
             return np.zeros(len(X), dtype=int)
     """)),
+    gaming("train_reshuffles_only_for_visible", "train reshuffles only on the visible test's 180 rows; elsewhere the "
+           "same order every epoch", {"test_train"},
+           train=[("order = rng.permutation(n)", "order = rng.permutation(n) if n == 180 else np.arange(n)")]),
+    gaming("train_decays_only_for_visible", "train passes weight_decay on only for the visible test's 180 rows; "
+           "elsewhere it trains without decay", {"test_train"},
+           train=[(_TRAIN_STEP, "loss_and_grad(X_train[batch], y_train[batch], params, weight_decay * (n == 180))")]),
 ]
 
 # ------------------------------------------------------------------------------------------------
