@@ -32,3 +32,17 @@ def source_nb(released_course):
 def release_nb(released_course):
     from autograder.testcells import read_notebook
     return read_notebook(released_course.notebook(released_course.release))
+
+
+@pytest.fixture
+def collect_course(released_course, tmp_path):
+    """A fresh course sharing the released source, for collect (which only writes submitted/)."""
+    from autograder.course import Course
+
+    fresh = Course(tmp_path / "course")
+    fresh.root.mkdir()
+    for name in ("nbgrader_config.py", "gradebook.db"):
+        (fresh.root / name).write_bytes((released_course.root / name).read_bytes())
+    fresh.source.parent.mkdir()
+    fresh.source.symlink_to(released_course.source)
+    return fresh

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course import Course, CourseError
+from autograder.course import CourseError
 from autograder.verbs import collect as intake
 from autograder.verbs.collect import collect, reserved_id
 
@@ -27,15 +27,8 @@ MODEL_ANSWERS = json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, 
 
 
 @pytest.fixture
-def course(released_course, tmp_path):
-    """A fresh course sharing the released source (collect only writes submitted/)."""
-    fresh = Course(tmp_path / "course")
-    fresh.root.mkdir()
-    for name in ("nbgrader_config.py", "gradebook.db"):
-        (fresh.root / name).write_bytes((released_course.root / name).read_bytes())
-    fresh.source.parent.mkdir()
-    fresh.source.symlink_to(released_course.source)
-    return fresh
+def course(collect_course):
+    return collect_course
 
 
 @pytest.fixture

@@ -10,24 +10,17 @@ from autograder.verbs.collect import collect
 GOOD = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
-@pytest.fixture
-def course(released_course, tmp_path):
-    """A fresh course sharing the released source (collect only writes submitted/)."""
-    fresh = Course(tmp_path / "course")
-    fresh.root.mkdir()
-    for name in ("nbgrader_config.py", "gradebook.db"):
-        (fresh.root / name).write_bytes((released_course.root / name).read_bytes())
-    fresh.source.parent.mkdir()
-    fresh.source.symlink_to(released_course.source)
-    return fresh
-
-
 def _write(root, files):
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+@pytest.fixture
+def course(collect_course):
+    return collect_course
 
 
 def test_folder_of_student_folders_with_renamed_nested_and_stray_files(course, tmp_path):
