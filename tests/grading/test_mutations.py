@@ -348,6 +348,28 @@ def test_hidden_checks_alone_pass_the_reference():
         assert not failed, f"seed {seed}: {failed}"
 
 
+# train() submissions a red-team once got full marks with, and their relatives: what train feeds
+# loss_and_grad (weight_decay, batches, reshuffling, seed) and what it records in history. The visible
+# test_train catches the misunderstandings first, so a full run would pass even with a vacuous hidden
+# block: the hidden block alone must catch each, at every seed, with a sentence.
+TRAIN_FEED_BUGS = ["train_weight_decay_not_passed", "train_weight_decay_10x", "train_fake_train_loss",
+                   "train_val_loss_copies_train_loss", "train_no_reshuffle", "train_ignores_seed",
+                   "train_ignores_batch_size", "train_reshuffles_only_for_visible", "train_decays_only_for_visible"]
+
+
+@pytest.mark.parametrize("name", TRAIN_FEED_BUGS)
+def test_hidden_checks_alone_catch_what_train_feeds_loss_and_grad(name):
+    assert VARIANTS[name].must_fail == {"test_train"}
+    problems = []
+    for seed in SEEDS:
+        passed, message = run(name, seed, hidden_only=True).results["test_train"]
+        if passed:
+            problems.append(f"seed {seed}: the hidden checks of test_train pass it")
+        elif not message.startswith("AssertionError: "):
+            problems.append(f"seed {seed}: a raw exception, not a sentence: {message[:200]}")
+    assert not problems, f"{name!r} ({VARIANTS[name].description}):\n" + "\n".join(problems)
+
+
 @pytest.mark.parametrize("name", VISIBLE_BLIND)
 def test_visible_tests_alone_pass_the_blind_bugs(name):
     """The visible tests pass these bugs (e.g. answers hard-coded to them): the hidden tests catch them."""
