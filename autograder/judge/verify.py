@@ -26,7 +26,7 @@ from typing import NamedTuple
 from autograder import notebook, testcells
 from autograder.judge.channel import StudentError, Worker
 from autograder.judge.session import Proxy, Session
-from autograder.judge.submission import student_code, student_code_at, tests_at  # noqa: F401 - student_code: tests
+from autograder.judge.submission import student_code_at, tests_at
 
 CONTRACT = testcells.STUDENT_FUNCTIONS
 HERE = Path(__file__).resolve().parent

@@ -17,7 +17,8 @@ from support import sandbox_ok
 
 from autograder import testcells
 from autograder.judge import wire
-from autograder.judge.verify import _memory_cap, student_code, verify
+from autograder.judge.submission import student_code
+from autograder.judge.verify import _memory_cap, verify
 from autograder.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
