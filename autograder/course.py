@@ -11,9 +11,11 @@ from pathlib import Path
 from traitlets.config import Config, PyFileConfigLoader
 
 KIT = Path(__file__).resolve().parent.parent
+# The kit's own assignment: what every verb works on unless given --assignment NAME.
 ASSIGNMENT = "backprop"
-NOTEBOOK = "assignment"
-# What a student receives besides the notebook (paths relative to the kit's root).
+# Its source, as `release` copies it from the kit's top level: the notebook and what a student
+# receives besides it. Any other assignment's source is a folder given to `release --from DIR`.
+KIT_NOTEBOOK = "assignment.ipynb"
 STUDENT_FILES = ("helpers.py", "data/mnist_sample.npz")
 
 # nbgrader's gradebook trips this SQLAlchemy warning on every re-grade; it is noise to a TA.
@@ -78,15 +80,43 @@ c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every 
 
 
 class Course:
-    """Paths of one course directory (default `course/` beside the kit).
+    """Paths of one assignment in a course directory (default `course/` beside the kit).
 
-    Not nbgrader's CourseDirectory.format_path: these paths are needed before a course (and its
-    config) exists, and the kit writes the course's config itself, with nbgrader's default folder
-    names, so both name the same folders.
+    A course holds any number of nbgrader assignments (source/<name>/, one notebook each); a Course
+    object is the course seen through one of them, `assignment`. Not nbgrader's
+    CourseDirectory.format_path: these paths are needed before a course (and its config) exists,
+    and the kit writes the course's config itself, with nbgrader's default folder names, so both
+    name the same folders.
     """
 
-    def __init__(self, root=None):
+    def __init__(self, root=None, assignment=None):
         self.root = Path(root or KIT / "course").resolve()
+        self.assignment = assignment or ASSIGNMENT
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.assignment) or ".." in self.assignment:
+            raise CourseError(f"{self.assignment!r} is not an assignment name: letters, digits, '-', '_' and '.'")
+
+    def with_assignment(self, assignment):
+        """The same course seen through another of its assignments."""
+        return Course(self.root, assignment)
+
+    def assignments(self):
+        """Every assignment of the course with a source notebook, sorted."""
+        base = self.root / "source"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb")))
+
+    @property
+    def notebook_name(self):
+        """The stem of the assignment's one notebook (nbgrader's notebook id), from its source."""
+        if self.assignment == ASSIGNMENT and not self.source.is_dir():
+            return Path(KIT_NOTEBOOK).stem
+        found = sorted(p.stem for p in self.source.glob("*.ipynb")) if self.source.is_dir() else []
+        if len(found) != 1:
+            raise CourseError(f"assignment '{self.assignment}' must have exactly one notebook in {self.source}, "
+                              f"found {len(found)}" + ("" if found else ": release it first"))
+        return found[0]
 
     @property
     def config_file(self):
@@ -102,30 +132,30 @@ class Course:
 
     @property
     def source(self):
-        return self.root / "source" / ASSIGNMENT
+        return self.root / "source" / self.assignment
 
     @property
     def release(self):
-        return self.root / "release" / ASSIGNMENT
+        return self.root / "release" / self.assignment
 
     def submitted(self, student):
-        return self.root / "submitted" / student / ASSIGNMENT
+        return self.root / "submitted" / student / self.assignment
 
     def autograded(self, student):
-        return self.root / "autograded" / student / ASSIGNMENT
+        return self.root / "autograded" / student / self.assignment
 
     def feedback(self, student):
-        return self.root / "feedback" / student / ASSIGNMENT
+        return self.root / "feedback" / student / self.assignment
 
     def notebook(self, folder):
-        return folder / f"{NOTEBOOK}.ipynb"
+        return folder / f"{self.notebook_name}.ipynb"
 
     def submitted_students(self):
         """Students with a submitted notebook, sorted."""
         base = self.root / "submitted"
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if self.notebook(p / ASSIGNMENT).is_file())
+        return sorted(p.name for p in base.iterdir() if self.notebook(p / self.assignment).is_file())
 
     def load_config(self):
         """The course's nbgrader_config.py as a traitlets Config (empty if not released yet)."""
@@ -134,8 +164,13 @@ class Course:
         return PyFileConfigLoader(self.config_file.name, path=str(self.root)).load_config()
 
     def require_release(self):
-        if not (self.config_file.is_file() and self.gradebook.is_file() and self.source.is_dir()):
+        if not (self.config_file.is_file() and self.gradebook.is_file()):
             raise CourseError(f"{self.root} is not a released course: run `python -m autograder release` first")
+        if not self.source.is_dir():
+            known = ", ".join(self.assignments()) or "none"
+            source = "" if self.assignment == ASSIGNMENT else " --from DIR"
+            raise CourseError(f"'{self.assignment}' is not an assignment of {self.root} (it has: {known}): run "
+                              f"`python -m autograder release --assignment {self.assignment}{source}` first")
 
 
 RESERVED_NAMES = frozenset({
@@ -181,16 +216,34 @@ def write_config(course, *, sandbox=True, cell_timeout=None, submission_timeout=
         submission_timeout=int(submission_timeout)))
 
 
-def copy_sources(course):
-    """Copy the kit's notebook and student files into source/<assignment>/ (the instructor version)."""
-    if course.source.exists():
-        shutil.rmtree(course.source)
-    course.source.mkdir(parents=True)
-    shutil.copy2(KIT / f"{NOTEBOOK}.ipynb", course.notebook(course.source))
-    for name in STUDENT_FILES:
-        dest = course.source / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(KIT / name, dest)
+def copy_sources(course, from_dir=None):
+    """Fill source/<assignment>/ (the instructor version): from `from_dir` (a folder with one
+    notebook and the files students receive), from the kit for its own assignment, or else keep
+    what is there (a source edited in place)."""
+    if from_dir is None and course.assignment != ASSIGNMENT:
+        if not course.source.is_dir():
+            raise CourseError(f"assignment '{course.assignment}' has no source yet: give its folder "
+                              f"(one notebook and the files students receive) with --from DIR")
+        return
+    if from_dir is not None:
+        from_dir = Path(from_dir)
+        notebooks = sorted(from_dir.glob("*.ipynb")) if from_dir.is_dir() else []
+        if len(notebooks) != 1:
+            raise CourseError(f"{from_dir} must be a folder with exactly one notebook (found {len(notebooks)})")
+    staged = course.source.with_name(f".{course.assignment}.incoming")
+    shutil.rmtree(staged, ignore_errors=True)
+    if from_dir is not None:
+        shutil.copytree(from_dir, staged, symlinks=False,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc"))
+    else:
+        staged.mkdir(parents=True)
+        shutil.copy2(KIT / KIT_NOTEBOOK, staged / KIT_NOTEBOOK)
+        for name in STUDENT_FILES:
+            dest = staged / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(KIT / name, dest)
+    shutil.rmtree(course.source, ignore_errors=True)
+    staged.rename(course.source)
 
 
 def open_api(course, config=None):

@@ -3,7 +3,6 @@
 autograde`, formgrader), its verdicts are in the autograded notebook's metadata (reverify.py)."""
 import json
 
-from autograder.course import ASSIGNMENT, NOTEBOOK
 from autograder.grading.pipeline import METADATA_KEY
 from autograder.testcells import grade_id, read_notebook
 
@@ -52,7 +51,7 @@ def collect_grades(course):
                       "max_score": sum(points for _, points, _ in cells), "score": None, "cells": {}}
             records[student] = record
             try:
-                notebook = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student)
+                notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, student)
             except MissingEntry:
                 continue
             found = verdicts(course, student)

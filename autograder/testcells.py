@@ -3,6 +3,7 @@
 Used for grading-validity checks (many seeds in seconds) and by the out-of-kernel verifier, which
 binds the student's functions to proxies into a sandboxed worker (see verify.py).
 """
+import ast
 import builtins
 import contextlib
 import io
@@ -14,7 +15,8 @@ from nbgrader import utils
 from autograder.notebook import read_notebook, test_cells  # noqa: F401 - re-exported for the tests
 from autograder.seeds import SEED_VARIABLE
 
-# The functions students write, in notebook order (CONTRACT.md).
+# The functions students write in the kit's assignment, in notebook order (CONTRACT.md);
+# student_functions() finds them in any assignment's source notebook.
 STUDENT_FUNCTIONS = ("softmax", "one_hot", "softmax_cross_entropy", "relu", "forward",
                      "loss_and_grad", "predict", "train")
 
@@ -46,6 +48,20 @@ def reference_solutions(source_nb):
     return {gid: "\n".join(line for line in src.splitlines() if "### BEGIN SOLUTION" not in line
                            and "### END SOLUTION" not in line)
             for gid, src in solution_cells(source_nb).items()}
+
+
+def student_functions(source_nb):
+    """The functions students write: the top-level `def`s of the reference solution cells, in
+    notebook order. These are what the verifier binds to proxies into the student's worker."""
+    names = []
+    for source in reference_solutions(source_nb).values():
+        try:
+            tree = ast.parse(strip_magics(source))
+        except SyntaxError:
+            continue  # a cell the reference leaves for students to write in prose or shell
+        names += [node.name for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in names]
+    return tuple(names)
 
 
 def grader_seed(seed):

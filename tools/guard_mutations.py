@@ -111,7 +111,7 @@ GUARDS = [
           ("tests/hostile/test_feedback_trust.py::test_a_failed_regrade_removes_the_old_feedback",),
           "a student whose new submission could not be graded still has the old page, looking current"),
     Guard("failed-regrade-keeps-score", "autograder/grading/merge.py",
-          "gb.remove_submission(ASSIGNMENT, outcome.student)",
+          "gb.remove_submission(course.assignment, outcome.student)",
           "pass  # GUARD MUTATION",
           ("tests/instructors/test_pipeline.py::test_a_failed_regrade_leaves_no_stale_score",),
           "the old score of a submission that could not be graded is exported as current"),

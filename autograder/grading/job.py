@@ -11,7 +11,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from autograder.course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
+from autograder.course import Course, failure_line, open_api
 from autograder.grading.pipeline import METADATA_KEY
 from autograder.seeds import SECRET_FILE
 
@@ -36,11 +36,11 @@ class Outcome:
     timestamp: str = ""
 
 
-def grade_in_scratch(course_root, student, scratch_root, sandbox, seed, budget):
+def grade_in_scratch(course_root, assignment, student, scratch_root, sandbox, seed, budget):
     """A job: autograde one student in a private course copy. Returns an Outcome."""
     start = time.monotonic()
-    course = Course(course_root)
-    scratch = Course(Path(scratch_root) / "jobs" / student)
+    course = Course(course_root, assignment)
+    scratch = Course(Path(scratch_root) / "jobs" / student, assignment)
     shutil.copytree(course.source, scratch.source, ignore=_not_regular)
     shutil.copytree(course.submitted(student), scratch.submitted(student), ignore=_not_regular)
     for name in (course.config_file.name, SECRET_FILE):
@@ -56,7 +56,7 @@ def grade_in_scratch(course_root, student, scratch_root, sandbox, seed, budget):
     config.Reverify.deadline = start + budget
     if seed is not None:
         config.Reverify.term_seed = int(seed)
-    result = open_api(scratch, config).autograde(ASSIGNMENT, student)
+    result = open_api(scratch, config).autograde(assignment, student)
     autograded_nb = scratch.notebook(scratch.autograded(student))
     if not result["success"] or not autograded_nb.is_file():
         return Outcome(student, False, f"autograde failed: {failure_line(result)}", time.monotonic() - start)
@@ -97,7 +97,7 @@ def _read_scratch_grades(scratch, student):
 
     outcome = Outcome(student, True, "")
     with Gradebook(scratch.db_url) as gb:
-        submission = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student)
+        submission = gb.find_submission_notebook(scratch.notebook_name, scratch.assignment, student)
         for grade in submission.grades:
             outcome.grades[grade.name] = (grade.auto_score, grade.needs_manual_grade)
             if grade.auto_score is not None and grade.cell_type == "code":
@@ -105,7 +105,7 @@ def _read_scratch_grades(scratch, student):
         for comment in submission.comments:
             outcome.comments[comment.name] = comment.auto_comment
         outcome.late_penalty = float(submission.late_submission_penalty or 0.0)
-        timestamp = gb.find_submission(ASSIGNMENT, student).timestamp
+        timestamp = gb.find_submission(scratch.assignment, student).timestamp
         outcome.timestamp = timestamp.isoformat() if timestamp else ""
     return outcome
 

@@ -5,7 +5,6 @@ import shutil
 import time
 from dataclasses import asdict
 
-from autograder.course import ASSIGNMENT, NOTEBOOK
 from autograder.results import STATUS_FILE
 
 
@@ -18,7 +17,7 @@ def merge(course, outcome):
     if not outcome.ok:
         with Gradebook(course.db_url) as gb:
             try:
-                gb.remove_submission(ASSIGNMENT, outcome.student)
+                gb.remove_submission(course.assignment, outcome.student)
             except MissingEntry:
                 pass
         shutil.rmtree(dest, ignore_errors=True)
@@ -33,8 +32,8 @@ def merge(course, outcome):
     with Gradebook(course.db_url) as gb:
         gb.update_or_create_student(outcome.student)
         kwargs = {"timestamp": outcome.timestamp} if outcome.timestamp else {}
-        gb.update_or_create_submission(ASSIGNMENT, outcome.student, **kwargs)
-        notebook = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, outcome.student)
+        gb.update_or_create_submission(course.assignment, outcome.student, **kwargs)
+        notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, outcome.student)
         notebook.late_submission_penalty = outcome.late_penalty
         for grade in notebook.grades:
             if grade.name in outcome.grades:

@@ -6,12 +6,10 @@ import time
 
 import numpy as np
 
-from autograder import testcells
 from autograder.judge import wire
 from autograder.judge.channel import StudentError, WorkerError
 from autograder.judge.mirror import mirror_arguments
 
-CONTRACT = testcells.STUDENT_FUNCTIONS
 CALLBACK_MAX_ENTRIES = 1 << 22
 
 
@@ -52,8 +50,9 @@ class Proxy:
 class Session:
     """The grader's side of one verification: the worker, restarts, time limits, callbacks."""
 
-    def __init__(self, worker, setup, code, cell_timeout, deadline, total_timeout, upto=None):
+    def __init__(self, worker, setup, code, cell_timeout, deadline, total_timeout, upto=None, functions=()):
         self.worker, self.setup, self.code = worker, setup, code
+        self.functions = tuple(functions)  # the student functions (testcells.student_functions)
         self.upto = len(code) if upto is None else upto  # how many cells of `code` the worker should hold
         self.loaded = 0           # how many it holds (a restart loads self.upto of them at once)
         self._offset = 0          # where the load in progress starts in `code`
@@ -182,7 +181,7 @@ class Session:
             raise WorkerError(self._timed_out(f"calling {name}()"))
         if not self.running:
             raise WorkerError("the worker is not running (it failed earlier in this cell)")
-        reference = [n for n in CONTRACT if n in self.namespace and not isinstance(self.namespace[n], Proxy)]
+        reference = [n for n in self.functions if n in self.namespace and not isinstance(self.namespace[n], Proxy)]
         try:
             frame = wire.encode({"op": "call", "fn": name, "args": list(args), "kwargs": kwargs,
                                  "reference": reference})

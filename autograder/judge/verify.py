@@ -28,7 +28,6 @@ from autograder.judge.channel import StudentError, Worker
 from autograder.judge.session import Proxy, Session
 from autograder.judge.submission import student_code_at, tests_at
 
-CONTRACT = testcells.STUDENT_FUNCTIONS
 HERE = Path(__file__).resolve().parent
 WORKER_FILES = ("worker.py", "wire.py")
 GRADER_MEMORY_HEADROOM = 2 << 30    # bytes a test cell may allocate in the grader (see _memory_cap)
@@ -73,11 +72,16 @@ def _trusted_module(name, path):
             sys.modules[name] = saved
 
 
-def grader_namespace(setup, helpers_path, session):
+def grader_namespace(setup, source_dir, session):
+    """The test cells' namespace: the imports cell run here, with the assignment's own Python
+    files (helpers.py) imported from the source folder, never from the submission; every student
+    function a Proxy."""
     namespace = {"__name__": "__main__"}
-    with _trusted_module("helpers", helpers_path):
+    with contextlib.ExitStack() as stack:
+        for path in sorted(Path(source_dir).glob("*.py")):
+            stack.enter_context(_trusted_module(path.stem, path))
         exec(compile(setup, "<imports>", "exec"), namespace)
-    for name in CONTRACT:
+    for name in session.functions:
         namespace[name] = Proxy(session, name)
     return namespace
 
@@ -87,14 +91,20 @@ def grader_namespace(setup, helpers_path, session):
 # ---------------------------------------------------------------------------------------------
 
 def _prepare_rundir(source_dir, workdir):
-    """A fresh directory under workdir: helpers.py, data/ and (in .grader/) the worker's code."""
+    """A fresh directory under workdir: what students receive with the notebook (the source
+    folder's other files: helpers.py, data/) and, in .grader/, the worker's code."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix="verify-", dir=workdir))
     run.chmod(0o755)
-    shutil.copy2(source_dir / "helpers.py", run / "helpers.py")
-    if (source_dir / "data").is_dir():
-        shutil.copytree(source_dir / "data", run / "data", symlinks=False)
+    for path in source_dir.iterdir():
+        if path.suffix == ".ipynb" or path.name.startswith(".") or path.is_symlink():
+            continue
+        if path.is_dir():
+            shutil.copytree(path, run / path.name, symlinks=False,
+                            ignore=shutil.ignore_patterns(".*", "__pycache__"))
+        elif path.is_file():
+            shutil.copy2(path, run / path.name)
     (run / ".grader").mkdir()
     for name in WORKER_FILES:
         shutil.copy2(HERE / name, run / ".grader" / name)
@@ -172,9 +182,10 @@ def verify(source_notebook, submitted_notebook, workdir, *, sandbox=True, seed=0
             return sum(1 for *_, index in located if index < at.get(gid, len(submitted_nb.cells)))
 
         session = Session(_worker(run, sandbox, config), setup, code, cell_timeout, start + total_timeout,
-                          total_timeout, upto=code_above(cells[0].grade_id) if cells else len(code))
+                          total_timeout, upto=code_above(cells[0].grade_id) if cells else len(code),
+                          functions=testcells.student_functions(source_nb))
         session.start()  # the worker imports and loads while the grader sets up
-        session.namespace = grader_namespace(setup, source_notebook.parent / "helpers.py", session)
+        session.namespace = grader_namespace(setup, source_notebook.parent, session)
         session.finish_load()
         for cell in cells:
             if time.monotonic() >= session.deadline:

@@ -87,3 +87,14 @@ def demo(course=None, echo=print):
         echo(f"  {student:8s} {VARIANTS[variant].description}")
     echo(f"\nCourse: {course.root}  (a standard nbgrader course: "
          f"`cd {course.root} && nbgrader autograde backprop` works too)")
+
+
+HELP = "the whole workflow on a bundled sample class"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(course, args):
+    demo(course)

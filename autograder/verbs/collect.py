@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from autograder.course import NOTEBOOK, Course, CourseError, reserved_id
+from autograder.course import Course, CourseError, reserved_id
 
 # LMS downloads name files "<student>_<anything>.ipynb" (nbgrader's zip_collect default is alike).
 DEFAULT_PATTERN = r"^(?P<student_id>[^_/\\]+)"
@@ -231,9 +231,9 @@ def _from_zip(archive, regex):
     return items, skipped
 
 
-def _pick(notebooks):
-    """One notebook per student: the one named like the assignment, else the newest."""
-    named = [c for c in notebooks if PurePosixPath(c.name).name == f"{NOTEBOOK}.ipynb"]
+def _pick(notebooks, filename):
+    """One notebook per student: the one named like the assignment's, else the newest."""
+    named = [c for c in notebooks if PurePosixPath(c.name).name == filename]
     return max(named or notebooks, key=lambda c: c.modified)
 
 
@@ -260,7 +260,7 @@ def _collect_candidates(course, items, skipped):
         if not notebooks:
             lines[student] = notes + _kept(course, student)
             continue
-        chosen = _pick(notebooks)
+        chosen = _pick(notebooks, course.notebook(Path()).name)
         lines[student] = _take(course, student, chosen)
         if len(notebooks) > 1:
             others = ", ".join(c.name for c in notebooks if c is not chosen)
@@ -302,15 +302,28 @@ def _store(course, student, candidate, data):
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
-    (staged / f"{NOTEBOOK}.ipynb").write_bytes(data)
+    course.notebook(staged).write_bytes(data)
     stamp = dt.datetime.fromtimestamp(candidate.modified, dt.timezone.utc)
     (staged / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
-    renamed = "" if PurePosixPath(candidate.name).name == f"{NOTEBOOK}.ipynb" else f" from {candidate.name}"
+    renamed = "" if PurePosixPath(candidate.name).name == course.notebook(staged).name else f" from {candidate.name}"
     try:
         nbformat.reads(data.decode("utf-8"), as_version=4)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong, the TA needs the same line
         return (f"collected{renamed}, but it is not a readable notebook ({type(exc).__name__}); "
                 "grading will record 0 until a readable one is collected")
     return f"collected{renamed}"
+
+
+HELP = "ingest submissions: a folder or an LMS zip"
+
+
+def add_arguments(parser):
+    parser.add_argument("path", help="folder of per-student folders or files, or a .zip of either")
+    parser.add_argument("--pattern", default=None, metavar="REGEX",
+                        help="regex with a (?P<student_id>...) group, matched on file names of flat downloads")
+
+
+def run(course, args):
+    collect(args.path, course, pattern=args.pattern or DEFAULT_PATTERN)

@@ -6,7 +6,7 @@ grader's verdicts (tamper suspected, timed out) kept in the autograded notebooks
 import csv
 import json
 
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
 from autograder.results import collect_grades
 
 
@@ -21,7 +21,7 @@ def export(course=None, echo=print):
         for record in records.values():
             per_cell = [_fmt(record["cells"].get(gid, {}).get("score")) for gid, _, _ in cells]
             writer.writerow([record["student_id"], _fmt(record["score"]), _fmt(record["max_score"])] + per_cell)
-    json_path.write_text(json.dumps({"assignment": ASSIGNMENT, "students": records}, indent=2))
+    json_path.write_text(json.dumps({"assignment": course.assignment, "students": records}, indent=2))
     echo(f"{len(records)} students: {csv_path} and {json_path}")
     pending = [s for s, r in records.items() if any(c["needs_manual_grade"] for c in r["cells"].values())]
     if pending:
@@ -32,3 +32,14 @@ def export(course=None, echo=print):
 def _fmt(value):
     """Empty for a missing score (a failed or ungraded submission), else the number."""
     return "" if value is None else f"{value:g}"
+
+
+HELP = "grades.csv and grades.json"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(course, args):
+    export(course)

@@ -16,7 +16,7 @@ import urllib.parse
 
 from traitlets.config import Config
 
-from autograder.course import ASSIGNMENT, NOTEBOOK, Course, failure_line, open_api
+from autograder.course import Course, failure_line, open_api
 from autograder.grading.feedback_page import clear_folder
 from autograder.notebook import hidden_lines
 from autograder.testcells import read_notebook
@@ -50,10 +50,10 @@ def secret_lines(source_nb, public_texts=()):
 
 
 def course_secrets(course):
-    """secret_lines of the course's source notebook, with the student files' text as public."""
-    from autograder.course import STUDENT_FILES
-    texts = [(course.source / name).read_text(encoding="utf-8", errors="replace")
-             for name in STUDENT_FILES if name.endswith(".py") and (course.source / name).is_file()]
+    """secret_lines of the assignment's source notebook, with the text of the Python files handed
+    out with it (helpers.py) as public."""
+    texts = [path.read_text(encoding="utf-8", errors="replace") for path in sorted(course.source.rglob("*.py"))
+             if path.is_file() and not path.is_symlink()]
     return secret_lines(read_notebook(course.notebook(course.source)), texts)
 
 
@@ -132,7 +132,7 @@ def feedback(course=None, students=None, echo=print):
     """Generate feedback for graded students; returns {student: html path or None}."""
     course = course or Course()
     course.require_release()
-    graded = sorted(p.parent.name for p in (course.root / "autograded").glob(f"*/{ASSIGNMENT}")) \
+    graded = sorted(p.parent.name for p in (course.root / "autograded").glob(f"*/{course.assignment}")) \
         if (course.root / "autograded").is_dir() else []
     made = {}
     for student in students or []:
@@ -147,9 +147,9 @@ def feedback(course=None, students=None, echo=print):
     secrets = course_secrets(course)
     api = open_api(course, feedback_config())
     for student in students:
-        result = api.generate_feedback(ASSIGNMENT, student)
+        result = api.generate_feedback(course.assignment, student)
         folder = course.feedback(student)
-        page = folder / f"{NOTEBOOK}.html"
+        page = folder / f"{course.notebook_name}.html"
         # TrustedFeedback already emptied the folder before the page was written; this makes sure,
         # whatever nbgrader version or config wrote it.
         clear_folder(folder, keep=page.name)
@@ -168,3 +168,14 @@ def feedback(course=None, students=None, echo=print):
         made[student] = page
         echo(f"{student}: {page}")
     return made
+
+
+HELP = "per-student HTML feedback, hidden tests removed"
+
+
+def add_arguments(parser):
+    parser.add_argument("--student", action="append", metavar="ID")
+
+
+def run(course, args):
+    feedback(course, args.student)

@@ -55,7 +55,7 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="autograder-") as scratch_root:
         shutil.copy2(course.gradebook, Path(scratch_root) / "gradebook.db")  # jobs copy this snapshot
-        work = [jobs.Job(student, (str(course.root), student, scratch_root, sandbox, seed, budget))
+        work = [jobs.Job(student, (str(course.root), course.assignment, student, scratch_root, sandbox, seed, budget))
                 for student in students]
         finished = jobs.run(grade_in_scratch, work, workers=workers, seconds=budget + BOOKKEEPING_SECONDS)
         for job, result in _progress(finished, len(work), progress):
@@ -78,3 +78,23 @@ def _progress(iterable, total, enabled):
         return iterable
     from tqdm import tqdm
     return tqdm(iterable, total=total, desc="grading", unit="submission")
+
+
+HELP = "autograde (all, or --student), sandboxed"
+
+
+def add_arguments(parser):
+    parser.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="parallel graders (default: cores)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code without bubblewrap (trusted code only)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="course-wide seed mixed into each submission's hidden inputs; change it per term "
+                             "(default: $BACKPROP_GRADER_SEED or 0)")
+
+
+def run(course, args):
+    outcomes = grade(course, args.student, workers=args.workers, sandbox=not args.no_sandbox, seed=args.seed)
+    failed = [o.student for o in outcomes if not o.ok]
+    print(f"graded {len(outcomes) - len(failed)} of {len(outcomes)} submissions"
+          + (f"; not graded: {', '.join(failed)}" if failed else ""))

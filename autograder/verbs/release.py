@@ -1,19 +1,44 @@
 """`release`: build the course directory and the student version of the assignment."""
-from autograder.course import ASSIGNMENT, Course, CourseError, copy_sources, failure_line, open_api, write_config
+from autograder.course import Course, CourseError, copy_sources, failure_line, open_api, write_config
 from autograder.seeds import ensure_secret
 
 
-def release(course=None, *, cell_timeout=None, submission_timeout=None, echo=print):
-    """Write nbgrader_config.py, copy the kit into source/, run generate_assignment.
+def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout=None, echo=print):
+    """Write nbgrader_config.py, fill source/<assignment>/ (the kit's own, or `from_dir`), run
+    generate_assignment.
 
     Returns the release folder (what students receive).
     """
     course = course or Course()
     write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout)
     ensure_secret(course.root)  # seeds every submission's hidden inputs; stays in the course root
-    copy_sources(course)
-    result = open_api(course).generate_assignment(ASSIGNMENT)
+    copy_sources(course, from_dir)
+    result = open_api(course).generate_assignment(course.assignment)
     if not result["success"]:
         raise CourseError(f"generate_assignment failed: {failure_line(result)}")
-    echo(f"Released '{ASSIGNMENT}'. Give students this folder: {course.release}")
+    echo(f"Released '{course.assignment}'. Give students this folder: {course.release}")
     return course.release
+
+
+HELP = "build the course and the student version of an assignment"
+
+
+def _default(trait):
+    """A limit's default, from the one place it is set (GradingExecute's traits)."""
+    from autograder.grading.execute import GradingExecute
+    return GradingExecute.class_traits()[trait].default_value
+
+
+def add_arguments(parser):
+    parser.add_argument("--from", dest="from_dir", metavar="DIR", default=None,
+                        help="the assignment's source: a folder with its notebook and the files students "
+                             "receive (default for backprop: the kit's own; otherwise the source already there)")
+    parser.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                        help=f"seconds per cell (default {_default('timeout')})")
+    parser.add_argument("--submission-timeout", type=int, default=None, metavar="S",
+                        help=f"seconds per submission, all cells (default {_default('submission_timeout')})")
+
+
+def run(course, args):
+    release(course, from_dir=args.from_dir, cell_timeout=args.cell_timeout,
+            submission_timeout=args.submission_timeout)

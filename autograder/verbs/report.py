@@ -66,3 +66,14 @@ def report(course=None, echo=print):
     echo(text)
     echo(f"plots: {out / 'grade_histogram.png'}, {out / 'test_pass_rates.png'}")
     return out
+
+
+HELP = "grade histogram, per-test pass rates, text table"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(course, args):
+    report(course)

@@ -23,7 +23,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from autograder.course import ASSIGNMENT, NOTEBOOK, Course
+from autograder.course import ASSIGNMENT, Course
+
+NOTEBOOK = "assignment"  # the kit's notebook: assignment.ipynb
 from autograder.grading.feedback_page import MAX_TEXT, MISSING_DETAILS, TAMPER, sanitize_html
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
