@@ -176,7 +176,7 @@ class Course:
 RESERVED_NAMES = frozenset({
     # the course root (the kit's files and nbgrader's)
     "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
-    "grades.csv", "grades.json", "reports", "exchange",
+    "grades.csv", "grades.json", "reports", "exports", "exchange",
     # nbgrader's step folders and the folders of its exchange and zip_collect
     "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
     "inbound", "outbound", "downloaded", "extracted", "archive",

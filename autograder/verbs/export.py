@@ -1,4 +1,6 @@
-"""`export`: grades.csv (the contract's columns) and grades.json (the same, per cell, with status).
+"""`export`: exports/<assignment>/grades.csv (the contract's columns) and grades.json (the same, per
+cell, with status). A folder per assignment (a course has many), and never the course root: `nbgrader
+export` writes its own grades.csv there, and the two must not overwrite each other.
 
 Not an nbgrader ExportPlugin: those see the gradebook only, and an export here also carries the
 grader's verdicts (tamper suspected, timed out) kept in the autograded notebooks.
@@ -14,7 +16,9 @@ def export(course=None, echo=print):
     course = course or Course()
     course.require_release()
     cells, records = collect_grades(course)
-    csv_path, json_path = course.root / "grades.csv", course.root / "grades.json"
+    out = export_dir(course)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "grades.csv", out / "grades.json"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student_id", "score", "max_score"] + [gid for gid, _, _ in cells])
@@ -29,12 +33,17 @@ def export(course=None, echo=print):
     return csv_path, json_path
 
 
+def export_dir(course):
+    """Where `export` writes an assignment's files: course/exports/<assignment>/."""
+    return course.root / "exports" / course.assignment
+
+
 def _fmt(value):
     """Empty for a missing score (a failed or ungraded submission), else the number."""
     return "" if value is None else f"{value:g}"
 
 
-HELP = "grades.csv and grades.json"
+HELP = "exports/<assignment>/grades.csv and grades.json"
 
 
 def add_arguments(parser):

@@ -28,6 +28,11 @@ def table(cells, records):
                      for row in rows)
 
 
+def report_dir(course):
+    """Where `report` writes an assignment's plots and table: course/reports/<assignment>/."""
+    return course.root / "reports" / course.assignment
+
+
 def report(course=None, echo=print):
     import matplotlib
     matplotlib.use("Agg")
@@ -37,8 +42,8 @@ def report(course=None, echo=print):
     course = course or Course()
     course.require_release()
     cells, records = collect_grades(course)
-    out = course.root / "reports"
-    out.mkdir(exist_ok=True)
+    out = report_dir(course)
+    out.mkdir(parents=True, exist_ok=True)
     scores = [r["score"] for r in records.values() if r["score"] is not None]
     max_score = sum(points for _, points, _ in cells)
 

@@ -37,7 +37,7 @@ def class_grades(tmp_path_factory):
     grade_args = ["grade", "--workers", "2"] + ([] if sandbox_ok() else ["--no-sandbox"])
     out = _cli(*grade_args, course=course)
     _cli("export", course=course)
-    with open(course.root / "grades.csv", newline="") as handle:
+    with open(course.root / "exports" / course.assignment / "grades.csv", newline="") as handle:
         rows = {row["student_id"]: row for row in csv.DictReader(handle)}
     points = {gid: pts for gid, pts, _ in test_cells(source_nb)}
     return rows, points, out

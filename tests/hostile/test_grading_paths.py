@@ -168,8 +168,9 @@ def test_nbgrader_autograde_stores_only_verified_scores_and_flags_tampering(cour
     assert "TAMPER SUSPECTED: test_sce_grad failed" in comments["softmax_cross_entropy"]
     assert "TAMPER SUSPECTED: test_gradients failed" in comments["loss_and_grad"]
 
-    export(course, echo=quiet)
-    exported = json.loads((course.root / "grades.json").read_text())["students"]["sneaky"]
+    _, json_path = export(course, echo=quiet)
+    assert json_path == course.root / "exports" / course.assignment / "grades.json"
+    exported = json.loads(json_path.read_text())["students"]["sneaky"]
     assert exported["status"] == "tamper suspected"
     assert exported["tamper_cells"] == ["test_sce_grad", "test_gradients"]
 

@@ -431,7 +431,7 @@ def graded(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grades_csv(graded):
-    with open(graded.course.root / "grades.csv", newline="") as handle:
+    with open(graded.course.root / "exports" / graded.course.assignment / "grades.csv", newline="") as handle:
         return {row["student_id"]: row for row in csv.DictReader(handle)}
 
 

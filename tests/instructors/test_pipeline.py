@@ -54,7 +54,7 @@ def graded_class(tmp_path_factory):
 
 
 def _csv(course):
-    with open(course.root / "grades.csv", newline="") as handle:
+    with open(course.root / "exports" / course.assignment / "grades.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -82,7 +82,7 @@ def test_grades_csv_has_the_contract_columns_and_exact_scores(graded_class):
 
 def test_grades_json_has_per_cell_detail_and_status(graded_class):
     course, _, outcomes, _ = graded_class
-    records = json.loads((course.root / "grades.json").read_text())["students"]
+    records = json.loads((course.root / "exports" / course.assignment / "grades.json").read_text())["students"]
     assert records["alan"]["cells"]["test_sce_grad"] == {
         "score": 0.0, "max_score": 3.0, "kind": "auto", "needs_manual_grade": False, "status": "failed",
         "in_kernel": "failed"}
@@ -122,9 +122,9 @@ def test_no_feedback_file_contains_a_hidden_test_line(graded_class):
 def test_report_draws_both_plots_and_the_table(graded_class):
     course, _, _, _ = graded_class
     for name in ("grade_histogram.png", "test_pass_rates.png"):
-        data = (course.root / "reports" / name).read_bytes()
+        data = (course.root / "reports" / course.assignment / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    table = (course.root / "reports" / "grades.txt").read_text().splitlines()
+    table = (course.root / "reports" / course.assignment / "grades.txt").read_text().splitlines()
     assert table[0].split()[:2] == ["student", "score"] and len(table) == 1 + len(SAMPLE_CLASS)
     alan = next(line for line in table if line.startswith("alan")).split()
     assert alan[1] == "15/30"
