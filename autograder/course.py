@@ -65,6 +65,20 @@ c.Autograde.autograde_preprocessors = [
 c.IgnorePattern.pattern = r":\\d+: (RuntimeWarning|DeprecationWarning|FutureWarning|PendingDeprecationWarning): "
 c.LimitOutput.max_lines = 200
 
+# Late submissions (autograder.grading.late.LatePolicy): nbgrader's AssignLatePenalties asks this plugin
+# for the penalty of a submission whose timestamp.txt is past the due date set with `python -m autograder
+# deadline --due ...`, after the student's extension (deadlines.json). Without a due date nobody is late.
+# per_hour / per_day / cap are fractions of the notebook's maximum score (unit = "points": points);
+# "started": a started day counts whole. Past cutoff_hours the score is 0. None switches cap/cut-off off.
+c.AssignLatePenalties.plugin_class = "autograder.grading.late.LatePolicy"
+c.LatePolicy.unit = "fraction"
+c.LatePolicy.per_hour = 0.0
+c.LatePolicy.per_day = 0.1
+c.LatePolicy.partial = "started"
+c.LatePolicy.cap = 0.5
+c.LatePolicy.cutoff_hours = 168
+c.LatePolicy.grace_minutes = 0
+
 # Feedback is built only from trusted data (autograder.grading.feedback_page): the student's submitted
 # notebook, the release version of the locked cells, the grader's verdict line per test cell and the
 # gradebook's scores -- never what the grading run printed or wrote. The feedback folder keeps the
@@ -176,7 +190,7 @@ class Course:
 RESERVED_NAMES = frozenset({
     # the course root (the kit's files and nbgrader's)
     "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
-    "grades.csv", "grades.json", "reports", "exports", "exchange",
+    "grades.csv", "grades.json", "reports", "exports", "exchange", "deadlines.json",
     # nbgrader's step folders and the folders of its exchange and zip_collect
     "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
     "inbound", "outbound", "downloaded", "extracted", "archive",
