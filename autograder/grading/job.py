@@ -1,19 +1,49 @@
-"""One submission's grading job: nbgrader's autograde in a private copy of the course (the course's
-pipeline: sandboxed kernel without hidden tests, then the grader's own verdicts). Data comes back,
-not files: scores, verdicts and the autograded notebook's bytes."""
+"""One submission's grading job, data in and data out: `grade_job` takes a JobInput (the bytes of
+the assignment's source, the submission, the course files its config reads and a gradebook
+snapshot), rebuilds a private course from them in a temporary folder, runs nbgrader's autograde
+there with the course's pipeline (sandboxed kernel without hidden tests, then the grader's own
+verdicts) and returns an Outcome with the autograded notebook's bytes. It never reads or writes the
+course folder, so the same function runs in a local child process (verbs/grade.py through jobs.py)
+or on a Dask worker on another machine (cluster.py)."""
 import json
 import os
 import shutil
 import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from traitlets.config import Config
 
 from autograder.course import Course, failure_line, open_api
+from autograder.gradebook_db import gradebook_snapshot_bytes, sqlite_url
 from autograder.grading.pipeline import METADATA_KEY
 from autograder.seeds import SECRET_FILE
+
+# Files of the course root that a job needs besides source/ and the submission: the config, the
+# secret that seeds hidden inputs, and every file the config or a pipeline step reads (the
+# deadlines file with the students' extensions). A file missing from a course is not shipped.
+COURSE_FILES = ("nbgrader_config.py", SECRET_FILE, "deadlines.json")
+
+
+@dataclass(frozen=True)
+class CourseFiles:
+    """What every job of one batch shares, read once from the course: {relative path: bytes}."""
+
+    assignment: str
+    source: dict      # source/<assignment>/: the source notebook and the files students receive
+    root_files: dict  # COURSE_FILES that exist, by name
+    gradebook: bytes  # a snapshot of gradebook.db: the assignment, its cells, due date, students
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """One submission to grade: the shared course files and the student's submitted folder."""
+
+    student: str
+    course: CourseFiles
+    submission: dict  # submitted/<student>/<assignment>/: {relative path: bytes}
 
 
 @dataclass
@@ -36,24 +66,71 @@ class Outcome:
     timestamp: str = ""
 
 
-def grade_in_scratch(course_root, assignment, student, scratch_root, sandbox, seed, budget):
-    """A job: autograde one student in a private course copy. Returns an Outcome."""
-    start = time.monotonic()
-    course = Course(course_root, assignment)
-    scratch = Course(Path(scratch_root) / "jobs" / student, assignment)
-    shutil.copytree(course.source, scratch.source, ignore=_not_regular)
-    shutil.copytree(course.submitted(student), scratch.submitted(student), ignore=_not_regular)
-    for name in (course.config_file.name, SECRET_FILE):
-        shutil.copy2(course.root / name, scratch.root / name)
-    shutil.copy2(Path(scratch_root) / "gradebook.db", scratch.gradebook)
+def course_files(course):
+    """The CourseFiles of a course's assignment (the course must be released)."""
+    root_files = {name: (course.root / name).read_bytes() for name in COURSE_FILES
+                  if (course.root / name).is_file()}
+    return CourseFiles(course.assignment, read_tree(course.source), root_files, gradebook_snapshot_bytes(course))
 
-    problem = _unreadable(course.notebook(scratch.submitted(student)))
+
+def job_input(course, student, shared):
+    """The JobInput of one student's submission, sharing `shared` (course_files) with the batch."""
+    return JobInput(student, shared, read_tree(course.submitted(student)))
+
+
+def read_tree(folder):
+    """{relative POSIX path: bytes} of every regular file under `folder`; links and special files
+    are skipped, never followed (as collect and the old scratch copy did)."""
+    files = {}
+    for parent, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
+        for name in names:
+            path = os.path.join(parent, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                files[Path(path).relative_to(folder).as_posix()] = Path(path).read_bytes()
+    return files
+
+
+def write_tree(folder, files):
+    """Write {relative path: bytes} under `folder`; a path that would leave it is an error."""
+    for relative, data in files.items():
+        parts = PurePosixPath(relative).parts
+        if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
+            raise ValueError(f"refusing to write {relative!r} outside the job's folder")
+        dest = Path(folder, *parts)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+
+def grade_job(job, sandbox, seed, budget, scratch_parent=None):
+    """A job: autograde one submission in a private course rebuilt from `job` in a temporary folder
+    (under `scratch_parent` if given, so that the caller can clean up after a job it had to kill),
+    deleted afterwards. Returns an Outcome."""
+    start = time.monotonic()
+    folder = tempfile.mkdtemp(prefix=f"job-{job.student}-", dir=scratch_parent)
+    try:
+        return _grade_in(Path(folder), job, sandbox, seed, start + budget, start)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _grade_in(folder, job, sandbox, seed, deadline, start):
+    student, assignment = job.student, job.course.assignment
+    scratch = Course(folder / "course", assignment)
+    write_tree(scratch.source, job.course.source)
+    write_tree(scratch.submitted(student), job.submission)
+    write_tree(scratch.root, job.course.root_files)
+    scratch.gradebook.write_bytes(job.course.gradebook)
+
+    problem = _unreadable(scratch.notebook(scratch.submitted(student)))
     if problem:
         return Outcome(student, False, f"not graded: {problem}", time.monotonic() - start)
 
     config = Config()
+    # the snapshot, never the course's own database (the copied config may name a PostgreSQL one)
+    config.CourseDirectory.db_url = sqlite_url(scratch.gradebook)
     config.GradingExecute.sandbox = bool(sandbox)
-    config.Reverify.deadline = start + budget
+    config.Reverify.deadline = deadline
     if seed is not None:
         config.Reverify.term_seed = int(seed)
     result = open_api(scratch, config).autograde(assignment, student)
@@ -76,12 +153,6 @@ def grade_in_scratch(course_root, assignment, student, scratch_root, sandbox, se
     return outcome
 
 
-def _not_regular(folder, names):
-    """copytree's ignore: anything but regular files and folders (never follow a link)."""
-    return [name for name in names
-            if not (stat.S_ISREG(mode := os.lstat(os.path.join(folder, name)).st_mode) or stat.S_ISDIR(mode))]
-
-
 def _unreadable(path):
     """Why nbgrader could not read this notebook, or "" if it can."""
     import nbformat
@@ -96,7 +167,7 @@ def _read_scratch_grades(scratch, student):
     from nbgrader.api import Gradebook
 
     outcome = Outcome(student, True, "")
-    with Gradebook(scratch.db_url) as gb:
+    with Gradebook(sqlite_url(scratch.gradebook)) as gb:
         submission = gb.find_submission_notebook(scratch.notebook_name, scratch.assignment, student)
         for grade in submission.grades:
             outcome.grades[grade.name] = (grade.auto_score, grade.needs_manual_grade)

@@ -27,18 +27,20 @@ class Job(NamedTuple):
 
 def run(fn, work, *, workers, seconds):
     """Yield (job, result) as jobs finish, in completion order. `result` is fn(*job.args), or a
-    one-line string saying why there is none (timed out, crashed, died)."""
+    one-line string saying why there is none (timed out, crashed, died). `work` may be a generator:
+    a job is taken from it only when a slot is free, so a large class is never all in memory."""
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload([fn.__module__])  # only before the forkserver starts; later a no-op
-    pending, running = list(work), {}
-    while pending or running:
-        while pending and len(running) < workers:
-            job = pending.pop(0)
+    pending, running = iter(work), {}
+    upcoming = next(pending, None)
+    while upcoming is not None or running:
+        while upcoming is not None and len(running) < workers:
             receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(fn, job.args, send), name=f"grade {job.key}")
+            proc = ctx.Process(target=_child, args=(fn, upcoming.args, send), name=f"grade {upcoming.key}")
             proc.start()
             send.close()
-            running[receive] = (proc, job, time.monotonic() + seconds)
+            running[receive] = (proc, upcoming, time.monotonic() + seconds)
+            upcoming = next(pending, None)
         soonest = min(deadline for _, _, deadline in running.values())
         for conn in wait(list(running), timeout=max(0.0, soonest - time.monotonic())):
             proc, job, _ = running.pop(conn)

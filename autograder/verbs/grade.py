@@ -1,21 +1,21 @@
-"""`grade`: autograde submissions, each in a scratch copy of the course, several at once, and
-merge the results into the course gradebook.
+"""`grade`: autograde submissions, several at once, and merge the results into the course gradebook.
 
-Each submission is one job in a child process of its own (jobs.py): nbgrader's autograde with the
-course's pipeline (sandboxed kernel without hidden tests, then the grader's verdicts: reverify.py).
-The parent enforces the whole-submission budget by the clock and kills a job that outruns it.
-Why scratch copies: SQLite gradebooks are not safe for concurrent writers, so each job grades one
-student against its own copy of the gradebook and only this process writes the real one. A job
-hands back data (scores, verdicts, the autograded notebook's bytes); only the notebook is kept.
+Each submission is one job, data in and data out (grading/job.py): the course files and the
+submission's bytes in, an Outcome with the autograded notebook's bytes out; nbgrader's autograde
+with the course's pipeline (sandboxed kernel without hidden tests, then the grader's verdicts) runs
+in a private temporary course. Jobs run in child processes of their own on this machine (jobs.py),
+or on a Dask cluster (`--scheduler`, `--cluster local`: grading/cluster.py), where each job is again
+a child process on its worker. Either way the job's process is killed by the clock when it
+outruns the submission budget, and only this process writes the course: SQLite gradebooks are not
+safe for concurrent writers, so each job grades against its own snapshot of the gradebook.
 """
+import contextlib
 import os
-import shutil
 import tempfile
-from pathlib import Path
 
 from autograder.course import Course, CourseError, reserved_id
 from autograder.grading import jobs
-from autograder.grading.job import Outcome, grade_in_scratch
+from autograder.grading.job import Outcome, course_files, grade_job, job_input
 from autograder.grading.merge import merge, write_status
 from autograder.seeds import ensure_secret
 
@@ -30,11 +30,16 @@ def submission_budget(course):
     return GradingExecute(config=course.load_config()).submission_timeout
 
 
-def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, progress=True, echo=print):
-    """Grade all submitted students (or `students`); returns [Outcome], one per student."""
+def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, progress=True, echo=print,
+          scheduler=None):
+    """Grade all submitted students (or `students`); returns [Outcome], one per student.
+
+    `scheduler`: None grades here with `workers` child processes; "local" starts a Dask
+    LocalCluster of `workers` processes; "tcp://HOST:PORT" sends the jobs to that Dask scheduler.
+    """
     course = course or Course()
     course.require_release()
-    if sandbox:
+    if sandbox and scheduler is None:  # on a cluster the workers run student code: they check
         from autograder.sandbox.bwrap import BWRAP_MISSING_HELP, bwrap_available
         if not bwrap_available():
             raise CourseError(BWRAP_MISSING_HELP)
@@ -50,20 +55,16 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
         return []
     ensure_secret(course.root)
     budget = submission_budget(course)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(students)))
+    shared = course_files(course)  # the gradebook snapshot every job grades against
 
     outcomes = []
-    with tempfile.TemporaryDirectory(prefix="autograder-") as scratch_root:
-        shutil.copy2(course.gradebook, Path(scratch_root) / "gradebook.db")  # jobs copy this snapshot
-        work = [jobs.Job(student, (str(course.root), course.assignment, student, scratch_root, sandbox, seed, budget))
-                for student in students]
-        finished = jobs.run(grade_in_scratch, work, workers=workers, seconds=budget + BOOKKEEPING_SECONDS)
-        for job, result in _progress(finished, len(work), progress):
-            outcome = result if isinstance(result, Outcome) else Outcome(job.key, False, f"not graded: {result}")
+    with _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler) as finished:
+        for student, result in _progress(finished, len(students), progress):
+            outcome = result if isinstance(result, Outcome) else Outcome(student, False, f"not graded: {result}")
             try:
                 merge(course, outcome)
             except Exception as exc:  # noqa: BLE001 - one student's result must not stop the batch
-                outcome = Outcome(job.key, False, f"could not merge the result: {type(exc).__name__}: {exc}")
+                outcome = Outcome(student, False, f"could not merge the result: {type(exc).__name__}: {exc}")
                 merge(course, outcome)
             outcomes.append(outcome)
     outcomes.sort(key=lambda o: o.student)
@@ -71,6 +72,25 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
     for outcome in outcomes:
         echo(f"{outcome.student}: {outcome.message}")
     return outcomes
+
+
+@contextlib.contextmanager
+def _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler):
+    """(student, Outcome or why-not line) as jobs finish, here or on a Dask cluster. Submissions are
+    read from the course only when their job is about to start."""
+    seconds = budget + BOOKKEEPING_SECONDS
+    if scheduler is None:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(students)))
+        with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:  # also what a killed job leaves
+            work = (jobs.Job(student, (job_input(course, student, shared), sandbox, seed, budget, scratch))
+                    for student in students)
+            yield ((job.key, result) for job, result in jobs.run(grade_job, work, workers=workers, seconds=seconds))
+        return
+    from autograder.grading import cluster
+    with cluster.connect(scheduler, workers) as client:
+        cluster.check_workers(client, sandbox)
+        submissions = ((student, job_input(course, student, shared).submission) for student in students)
+        yield cluster.run(client, shared, submissions, sandbox=sandbox, seed=seed, budget=budget, seconds=seconds)
 
 
 def _progress(iterable, total, enabled):
@@ -85,16 +105,24 @@ HELP = "autograde (all, or --student), sandboxed"
 
 def add_arguments(parser):
     parser.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="parallel graders (default: cores)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="parallel graders here, or worker processes of --cluster local (default: cores)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code without bubblewrap (trusted code only)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help="course-wide seed mixed into each submission's hidden inputs; change it per term "
                              "(default: $BACKPROP_GRADER_SEED or 0)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="grade on an existing Dask cluster (`dask scheduler` and `dask worker`, or any Dask "
+                            "deployment); this machine only merges the results")
+    where.add_argument("--cluster", choices=["local"],
+                       help="start a Dask LocalCluster here (--workers processes) and grade on it")
 
 
 def run(course, args):
-    outcomes = grade(course, args.student, workers=args.workers, sandbox=not args.no_sandbox, seed=args.seed)
+    outcomes = grade(course, args.student, workers=args.workers, sandbox=not args.no_sandbox, seed=args.seed,
+                     scheduler=args.scheduler or args.cluster)
     failed = [o.student for o in outcomes if not o.ok]
     print(f"graded {len(outcomes) - len(failed)} of {len(outcomes)} submissions"
           + (f"; not graded: {', '.join(failed)}" if failed else ""))
