@@ -1,0 +1,100 @@
+"""`roster`: who is in the class. `roster import FILE` reads a Canvas gradebook export or a Moodle
+participants export, stores each student in the nbgrader gradebook (names, email, LMS id: formgrader
+shows names instead of "None, None") and keeps the LMS's ids for `export --lms`. `roster` alone lists
+the class and who has no submission for the assignment.
+
+A student's id in the kit (the folder `collect` files their notebook under) comes from one named
+column of the export, `--id-column`: the mapping is never guessed.
+"""
+from pathlib import Path
+
+from autograder import lms
+from autograder.course import CourseError
+
+HELP = "import the class list from Canvas or Moodle, or list it"
+
+
+def add_arguments(parser):
+    parser.add_argument("action", nargs="?", choices=["import", "list"], default="list",
+                        help="import FILE: read an LMS export; list (the default): show the class")
+    parser.add_argument("file", nargs="?", help="Canvas: Grades > Export (CSV); Moodle: Participants > "
+                                                "Download table data as CSV, or a grades export")
+    parser.add_argument("--format", choices=["auto", "canvas", "moodle"], default="auto",
+                        help="which LMS wrote FILE (default: recognised from its columns)")
+    parser.add_argument("--id-column", metavar="NAME", default=None,
+                        help="the column whose values are the kit's student ids, the names submissions are "
+                             "collected under (default: Canvas 'SIS Login ID', Moodle 'ID number')")
+
+
+def run(course, args):
+    if args.action == "import":
+        if not args.file:
+            raise CourseError("roster import needs the LMS's export: `python -m autograder roster import FILE`")
+        import_roster(course, args.file, fmt=args.format, id_column=args.id_column)
+    else:
+        if args.file:
+            raise CourseError(f"did you mean `roster import {args.file}`?")
+        list_roster(course)
+
+
+def import_roster(course, path, fmt="auto", id_column=None, echo=print):
+    """Read the LMS export at `path`, store its students in the gradebook and the roster file."""
+    course.require_release()
+    path = Path(path)
+    if not path.is_file():
+        raise CourseError(f"{path} is not a file")
+    roster = lms.parse_roster(path.read_bytes(), path.name, fmt=fmt, id_column=id_column)
+    from nbgrader.api import Gradebook
+    with Gradebook(course.db_url) as gb:
+        before = {s.id for s in gb.students}
+        for member in roster.members:
+            gb.update_or_create_student(member.student_id, first_name=member.first_name or None,
+                                        last_name=member.last_name or None, email=member.email or None,
+                                        lms_user_id=member.lms_user_id or None)
+    lms.save_roster(course, roster, path)
+    ids = {m.student_id for m in roster.members}
+    new = len(ids - before)
+    echo(f"{len(roster.members)} students from {roster.format.capitalize()} ({path.name}), ids from column "
+         f"'{roster.id_column}': {new} new, {len(ids) - new} updated in the gradebook")
+    for note in roster.skipped:
+        echo(note)
+    gone = sorted(before - ids)
+    if gone:
+        echo(f"{len(gone)} students of the gradebook are not in this roster (kept, grades and all): "
+             f"{', '.join(gone)}")
+    return roster
+
+
+def class_list(course):
+    """[(student_id, name, lms id, what) ...] for everyone in the gradebook, roster or submitted/."""
+    from nbgrader.api import Gradebook
+    roster = lms.load_roster(course)
+    members = {m.student_id: m for m in (roster.members if roster else [])}
+    with Gradebook(course.db_url) as gb:
+        known = {s.id: (s.first_name, s.last_name, s.lms_user_id) for s in gb.students}
+    submitted = set(course.submitted_students())
+    rows = []
+    for student in sorted(set(known) | set(members) | submitted, key=str.casefold):
+        first, last, lms_id = known.get(student, (None, None, None))
+        name = " ".join(part for part in (first, last) if part) or "-"
+        what = "submitted" if student in submitted else "no submission"
+        if roster and student not in members:
+            what += ", not in the roster"
+        rows.append((student, name, lms_id or "-", what))
+    return rows
+
+
+def list_roster(course, echo=print):
+    course.require_release()
+    rows = class_list(course)
+    if not rows:
+        echo("no students yet: `python -m autograder roster import FILE` reads them from Canvas or Moodle")
+        return rows
+    header = ("student", "name", "LMS id", course.assignment)
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    for row in [header] + rows:
+        echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    missing = [r[0] for r in rows if r[3].startswith("no submission")]
+    echo(f"{len(rows)} students, {len(missing)} without a submission for {course.assignment}"
+         + (f": {', '.join(missing)}" if missing else ""))
+    return rows
