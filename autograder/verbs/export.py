@@ -9,10 +9,11 @@ import csv
 import json
 
 from autograder.course import Course
+from autograder.lms import write_exports
 from autograder.results import collect_grades
 
 
-def export(course=None, echo=print):
+def export(course=None, echo=print, lms=None, lms_assignment_id=None):
     course = course or Course()
     course.require_release()
     cells, records = collect_grades(course)
@@ -21,16 +22,36 @@ def export(course=None, echo=print):
     csv_path, json_path = out / "grades.csv", out / "grades.json"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student_id", "score", "max_score"] + [gid for gid, _, _ in cells])
+        writer.writerow(["student_id", "score", "max_score"] + [gid for gid, _, _ in cells] + ["pending"]
+                        + LATE_COLUMNS)
         for record in records.values():
             per_cell = [_fmt(record["cells"].get(gid, {}).get("score")) for gid, _, _ in cells]
-            writer.writerow([record["student_id"], _fmt(record["score"]), _fmt(record["max_score"])] + per_cell)
+            writer.writerow([record["student_id"], _fmt(record["score"]), _fmt(record["max_score"])] + per_cell
+                            + [pending_cell(record)] + late_cells(record))
     json_path.write_text(json.dumps({"assignment": course.assignment, "students": records}, indent=2))
     echo(f"{len(records)} students: {csv_path} and {json_path}")
-    pending = [s for s, r in records.items() if any(c["needs_manual_grade"] for c in r["cells"].values())]
+    stale = sorted(s for s, r in records.items() if r.get("late_penalty_stale"))
+    if stale:
+        echo(f"late penalties out of date for {', '.join(stale)} (due date, extension or manual grades changed "
+             "since grading): run `python -m autograder grade` again, then export")
+    pending = [s for s, r in records.items() if r.get("pending")]
     if pending:
-        echo(f"{len(pending)} students have answers awaiting manual grading (nbgrader formgrader)")
+        echo(f"{len(pending)} students have answers awaiting manual grading (nbgrader formgrader): their cells "
+             "are empty, the 'pending' column names them, and their score is provisional")
+    if lms:  # the LMS's own import file, beside grades.csv (autograder/lms.py)
+        write_exports(course, records, cells, lms, csv_path.parent, lms_assignment_id, echo)
     return csv_path, json_path
+
+
+# Lateness, after the contract's columns: when it was submitted, when this student's work was due
+# (extension included), how late (h) and the points taken off (already deducted from score).
+LATE_COLUMNS = ["timestamp", "due", "late_by_hours", "late_penalty"]
+
+
+def late_cells(record):
+    """The LATE_COLUMNS of a record (empty where unknown: not submitted, no due date)."""
+    return [record.get("timestamp") or "", record.get("due") or "",
+            _fmt(record.get("late_by_hours")), _fmt(record.get("late_penalty"))]
 
 
 def export_dir(course):
@@ -38,8 +59,14 @@ def export_dir(course):
     return course.root / "exports" / course.assignment
 
 
+def pending_cell(record):
+    """The CSV's `pending` column: the cells awaiting a TA, space-separated ("" once all are graded);
+    a non-empty cell means the row's score is provisional."""
+    return " ".join(record.get("pending", []))
+
+
 def _fmt(value):
-    """Empty for a missing score (a failed or ungraded submission), else the number."""
+    """Empty for a missing score (a failed or ungraded submission, an answer awaiting a TA), else the number."""
     return "" if value is None else f"{value:g}"
 
 
@@ -47,8 +74,12 @@ HELP = "exports/<assignment>/grades.csv and grades.json"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--lms", choices=["canvas", "moodle"], default=None,
+                        help="also write the grade import file of this LMS for the roster `roster import` read")
+    parser.add_argument("--lms-assignment-id", metavar="N", default=None,
+                        help="Canvas: the assignment to grade (the number in its address; default: the roster's "
+                             "assignment column named like this assignment, else a new assignment)")
 
 
 def run(course, args):
-    export(course)
+    export(course, lms=args.lms, lms_assignment_id=args.lms_assignment_id)
