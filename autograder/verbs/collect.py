@@ -316,14 +316,28 @@ def _store(course, student, candidate, data):
     return f"collected{renamed}"
 
 
-HELP = "ingest submissions: a folder or an LMS zip"
+HELP = "ingest submissions: a folder, an LMS zip, or nbgrader's exchange (--exchange)"
 
 
 def add_arguments(parser):
-    parser.add_argument("path", help="folder of per-student folders or files, or a .zip of either")
+    parser.add_argument("path", nargs="?", default=None,
+                        help="folder of per-student folders or files, or a .zip of either (not with --exchange)")
     parser.add_argument("--pattern", default=None, metavar="REGEX",
                         help="regex with a (?P<student_id>...) group, matched on file names of flat downloads")
+    # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
+    parser.add_argument("--exchange", action="store_true",
+                        help="collect each student's latest `nbgrader submit` from nbgrader's exchange instead of PATH")
+    parser.add_argument("--exchange-root", metavar="DIR", default=None,
+                        help="the exchange folder (implies --exchange; default: the one `release --exchange` uses)")
 
 
 def run(course, args):
+    if args.exchange or args.exchange_root:
+        if args.path:
+            raise CourseError("give either PATH or --exchange, not both")
+        from autograder.exchange import collect_exchange  # it builds on this module's intake
+        collect_exchange(course, args.exchange_root)
+        return
+    if not args.path:
+        raise CourseError("say what to collect: a folder or .zip (PATH), or --exchange")
     collect(args.path, course, pattern=args.pattern or DEFAULT_PATTERN)

@@ -37,8 +37,18 @@ def add_arguments(parser):
                         help=f"seconds per cell (default {_default('timeout')})")
     parser.add_argument("--submission-timeout", type=int, default=None, metavar="S",
                         help=f"seconds per submission, all cells (default {_default('submission_timeout')})")
+    # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
+    parser.add_argument("--exchange", action="store_true",
+                        help="also publish the release to nbgrader's exchange, replacing the version published "
+                             "before, for students' `nbgrader fetch_assignment`")
+    parser.add_argument("--exchange-root", metavar="DIR", default=None,
+                        help="the exchange folder (implies --exchange; default: Exchange.root from the course's or "
+                             "Jupyter's nbgrader_config, else COURSE/exchange)")
 
 
 def run(course, args):
     release(course, from_dir=args.from_dir, cell_timeout=args.cell_timeout,
             submission_timeout=args.submission_timeout)
+    if args.exchange or args.exchange_root:
+        from autograder.exchange import publish
+        publish(course, args.exchange_root)
