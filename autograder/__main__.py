@@ -19,6 +19,7 @@ VERBS = {  # verb -> its module
     "feedback": "autograder.verbs.feedback",
     "export": "autograder.verbs.export",
     "report": "autograder.verbs.report",
+    "similarity": "autograder.verbs.similarity",
     "demo": "autograder.samples.demo",
 }
 

@@ -1,6 +1,9 @@
 """`demo`: the whole workflow on a bundled sample class — release, collect (a folder and an LMS
 zip), grade, feedback, export, report — printing the grade table and where every file is."""
+import io
+import re
 import shutil
+import tokenize
 import zipfile
 
 import nbformat
@@ -14,6 +17,7 @@ from autograder.verbs.feedback import feedback
 from autograder.verbs.grade import grade
 from autograder.verbs.release import release
 from autograder.verbs.report import report
+from autograder.verbs.similarity import similarity
 
 # The sample class: who submitted what (variants.py describes each).
 SAMPLE_CLASS = {
@@ -25,7 +29,11 @@ SAMPLE_CLASS = {
     "donald": "softmax_no_max_shift",
     "ken": "softmax_hardcoded",
     "linus": "untouched",
+    "margaret": "loss_and_grad_per_row_loop",  # grace's notebook, disguised: see COPIES
 }
+# Who handed in a classmate's code with the local variables renamed and the layout changed; the
+# similarity report must put the pair first, and grading gives both the same points.
+COPIES = {"margaret": "grace"}
 MARKER = ".autograder-demo"
 
 
@@ -41,6 +49,8 @@ def write_sample_class(course, folder):
             submission = make_submission(release_nb, source_nb, VARIANTS[variant])
             if variant != "untouched":
                 _answer_questions(submission, student)
+            if student in COPIES:
+                disguise(submission)
             text = nbformat.writes(submission)
             if i % 2 == 0:
                 (folder / "folders" / student).mkdir()
@@ -48,6 +58,28 @@ def write_sample_class(course, folder):
             else:
                 archive.writestr(f"{student}_12345_backprop.ipynb", text)
     return folder / "folders", zip_path
+
+
+# Local variables of the per-row loss_and_grad and what the copier calls them.
+RENAMES = {"grads": "gradient", "loss": "total", "n": "count", "i": "row", "z1": "hidden_in", "a1": "hidden",
+           "z2": "scores", "shifted": "stable", "log_p": "log_probs", "dz2": "d_scores", "dz1": "d_hidden",
+           "name": "key", "value": "val"}
+
+
+def disguise(nb, cell="loss_and_grad"):
+    """What a student does to a classmate's notebook to hide a copy: the locals of `cell` renamed
+    (name tokens only: strings and attributes stay), 2-space indents, a comment and blank lines added.
+    The code computes exactly what it did."""
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("grade_id") == cell:
+            lines = c.source.splitlines(keepends=True)
+            names = [t for t in tokenize.generate_tokens(io.StringIO(c.source).readline)
+                     if t.type == tokenize.NAME and t.string in RENAMES]
+            for token in reversed(names):  # right to left, so earlier columns stay valid
+                (row, start), (_, end) = token.start, token.end
+                lines[row - 1] = lines[row - 1][:start] + RENAMES[token.string] + lines[row - 1][end:]
+            text = "".join(re.sub(r"^((?:    )+)", lambda m: "  " * (len(m.group(1)) // 4), line) for line in lines)
+            c.source = "# my own version: one sample at a time\n" + text.replace("\n  return", "\n\n  return")
 
 
 def _answer_questions(nb, student):
@@ -79,12 +111,13 @@ def demo(course=None, echo=print):
         echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")
     echo("== grade")
     grade(course, sandbox=sandbox, echo=echo)
-    for name, verb in (("feedback", feedback), ("export", export), ("report", report)):
+    for name, verb in (("feedback", feedback), ("export", export), ("report", report), ("similarity", similarity)):
         echo(f"== {name}")
         verb(course, echo=echo)
     echo("\nWhat each sample student submitted:")
     for student, variant in SAMPLE_CLASS.items():
-        echo(f"  {student:8s} {VARIANTS[variant].description}")
+        copied = f" (copied from {COPIES[student]}: names and layout changed)" if student in COPIES else ""
+        echo(f"  {student:8s} {VARIANTS[variant].description}{copied}")
     echo(f"\nCourse: {course.root}  (a standard nbgrader course: "
          f"`cd {course.root} && nbgrader autograde backprop` works too)")
 

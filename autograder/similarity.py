@@ -1,0 +1,192 @@
+"""Which students' code is alike: the code each student wrote in the solution cells, compared pair by
+pair with copydetect's fingerprints (pygments tokens, every identifier and string replaced by one
+letter, whitespace and comments dropped, so renaming variables and reformatting change nothing).
+
+What is compared, and what is left out so it cannot make everyone alike:
+- only the solution code cells (matched by nbgrader grade_id, as the grader matches them), and of
+  those only the ones the student changed from the release; a submission with none is "nothing
+  written" and never paired;
+- the release's own text of each solution cell (the `def f(x):` stubs, docstrings, `raise
+  NotImplementedError()`) is copydetect boilerplate: its fingerprints are removed from everyone's;
+- fingerprints found in many submissions (more than COMMON_FRACTION of those with code, and at least
+  COMMON_MIN of them) are removed too, as MOSS does: what most of the class wrote alike is the
+  obvious way to write it, not evidence that two students shared code.
+
+A pair's score is the larger of the two shares: how much of one student's remaining (distinctive)
+code is also in the other's. The score is evidence for a conversation, never proof.
+
+Cost: reading and fingerprinting are linear in the class's code; pairs are O(n^2) in the worst
+case, but only pairs sharing at least one distinctive fingerprint are compared (an index from
+fingerprint to students), and common fingerprints are gone by then. Memory: one fingerprint set per
+student plus an n x n score matrix (n = 1,000 is 8 MB).
+"""
+import html
+import io
+from itertools import combinations
+from typing import NamedTuple
+
+import numpy as np
+
+K = 25  # copydetect's noise threshold: a fingerprint is 25 characters of normalised code (about 10 tokens)
+WINDOW = 1  # winnowing window: 1 keeps every k-gram (finest highlighting; a class's code is small)
+COMMON_FRACTION = 0.5  # a fingerprint in more than this share of the written submissions is common...
+COMMON_MIN = 4  # ...if it is also in at least this many (a group of three who share code stays visible)
+# Normalised code is generic (every name is one letter), so short stretches match by chance: a pair
+# must share at least this many normalised characters (about 40 tokens, three or four lines) to count,
+# and a student with less distinctive code than that is "too little of their own to compare".
+MIN_OVERLAP = 4 * K
+
+
+class Pair(NamedTuple):
+    a: str
+    b: str
+    score: float        # max(share_a, share_b)
+    share_a: float      # share of a's distinctive code also in b's
+    share_b: float
+    slices_a: np.ndarray  # 2 x m: starts and ends of the shared code in a's text
+    slices_b: np.ndarray
+
+
+def solution_cells(nb):
+    """{grade_id: source} of the notebook's solution code cells, first cell per grade_id (nbgrader's
+    DeduplicateIds keeps the first too); cells whose source is not text are skipped."""
+    found = {}
+    for cell in nb.get("cells", []):
+        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+        gid, source = meta.get("grade_id"), cell.get("source", "")
+        if cell.get("cell_type") == "code" and meta.get("solution") and isinstance(gid, str) \
+                and isinstance(source, str) and gid not in found:
+            found[gid] = source
+    return found
+
+
+def normalised(source):
+    """Python code as copydetect compares it: tokens only, every name and string one letter."""
+    from copydetect.utils import filter_code
+
+    return filter_code(source, "code.py", "python")[0]
+
+
+def written_code(submitted, release):
+    """The student's own code: their version of each of the release's solution cells that they
+    changed (a new comment or spacing is no change), in release order, each under a `# --- grade_id`
+    line (a comment: it makes no fingerprint). "" when they changed none."""
+    parts = [f"# --- {gid}\n{submitted[gid].rstrip()}\n" for gid, given in release.items()
+             if gid in submitted and normalised(submitted[gid]) != normalised(given)]
+    return "\n".join(parts)
+
+
+def read_class(course, echo=print):
+    """(release cells, {student: written code}) of the course's assignment; a notebook that cannot
+    be read costs its student one line and nothing else."""
+    from autograder.testcells import read_notebook
+
+    release = solution_cells(read_notebook(course.notebook(course.release)))
+    codes = {}
+    for student in course.submitted_students():
+        try:
+            submitted = solution_cells(read_notebook(course.notebook(course.submitted(student))))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is one student's problem
+            echo(f"skipped {student}: the notebook cannot be read ({type(exc).__name__})")
+            continue
+        codes[student] = written_code(submitted, release)
+    return release, codes
+
+
+def fingerprint(code, boilerplate=()):
+    """copydetect's fingerprint of Python code given as text, without `boilerplate` hashes."""
+    from copydetect import CodeFingerprint
+
+    return CodeFingerprint("code.py", K, WINDOW, boilerplate=np.asarray(sorted(boilerplate), dtype=np.int64),
+                           language="python", fp=io.StringIO(code))
+
+
+def boilerplate_hashes(release):
+    """Fingerprints of the release's text of every solution cell, each on its own and all in order
+    (a student who kept several stubs must not share the k-grams across their boundaries)."""
+    hashes = fingerprint("\n".join(release.values())).hashes
+    for source in release.values():
+        hashes |= fingerprint(source).hashes
+    return hashes
+
+
+def common_hashes(fingerprints, fraction=COMMON_FRACTION, minimum=COMMON_MIN):
+    """Hashes in more than `fraction` of the fingerprints and in at least `minimum` of them."""
+    counts = {}
+    for fp in fingerprints:
+        for h in fp.hashes:
+            counts[h] = counts.get(h, 0) + 1
+    needed = max(minimum, int(fraction * len(fingerprints)) + 1)
+    return {h for h, count in counts.items() if count >= needed}
+
+
+def distinctive_fingerprints(codes, release, fraction=COMMON_FRACTION, minimum=COMMON_MIN):
+    """{student: fingerprint} of each student with code of their own, without the release's
+    boilerplate and the class's common fingerprints; students with under MIN_OVERLAP characters
+    of code left are left out."""
+    given = boilerplate_hashes(release)
+    first = {s: fingerprint(code, given) for s, code in codes.items() if code.strip()}
+    first = {s: fp for s, fp in first.items() if fp.hashes}
+    removed = given | common_hashes(first.values(), fraction, minimum)
+    final = {s: fingerprint(codes[s], removed) for s in first}
+    return {s: fp for s, fp in final.items() if fp.token_coverage >= MIN_OVERLAP}
+
+
+def candidate_pairs(fingerprints):
+    """Pairs of students sharing at least one fingerprint, sorted (the only ones worth comparing)."""
+    owners = {}
+    for student, fp in fingerprints.items():
+        for h in fp.hashes:
+            owners.setdefault(h, []).append(student)
+    pairs = set()
+    for students in owners.values():
+        pairs.update(combinations(sorted(students), 2))
+    return sorted(pairs)
+
+
+def score_pairs(fingerprints):
+    """[Pair] of every pair sharing at least MIN_OVERLAP normalised characters, best first."""
+    from copydetect import compare_files
+
+    pairs = []
+    for a, b in candidate_pairs(fingerprints):
+        overlap, (share_a, share_b), (slices_a, slices_b) = compare_files(fingerprints[a], fingerprints[b])
+        if overlap >= MIN_OVERLAP:
+            pairs.append(Pair(a, b, float(max(share_a, share_b)), float(share_a), float(share_b),
+                              np.asarray(slices_a), np.asarray(slices_b)))
+    return sorted(pairs, key=lambda p: (-p.score, p.a, p.b))
+
+
+def score_matrix(students, pairs):
+    """Symmetric len(students)^2 matrix of pair scores (0 for unpaired, NaN on the diagonal)."""
+    index = {s: i for i, s in enumerate(students)}
+    matrix = np.zeros((len(students), len(students)))
+    np.fill_diagonal(matrix, np.nan)
+    for p in pairs:
+        matrix[index[p.a], index[p.b]] = matrix[index[p.b], index[p.a]] = p.score
+    return matrix
+
+
+def highlighted(code, slices):
+    """`code` as HTML-escaped text with the `slices` (2 x m starts and ends) in <mark>: every
+    character the student wrote goes through html.escape, so no markup of theirs survives."""
+    spans = sorted((max(0, int(s)), min(len(code), int(e))) for s, e in zip(*slices)) if len(slices) else []
+    out, at = [], 0
+    for start, end in spans:
+        start = max(start, at)
+        if end <= start:
+            continue
+        out.append(html.escape(code[at:start]))
+        out.append(f"<mark>{html.escape(code[start:end])}</mark>")
+        at = end
+    out.append(html.escape(code[at:]))
+    return "".join(out)
+
+
+def text_table(pairs, top):
+    """The top pairs as a plain text table."""
+    rows = [("rank", "student", "student", "score", "a in b", "b in a")]
+    rows += [(str(i), p.a, p.b, f"{p.score:.2f}", f"{p.share_a:.2f}", f"{p.share_b:.2f}")
+             for i, p in enumerate(pairs[:top], 1)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
