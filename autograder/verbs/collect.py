@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import stat
+import struct
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -51,6 +53,10 @@ class Candidate:
     modified: float    # POSIX time
     read: object       # (limit) -> bytes, at most limit + 1 of them; raises Refused
     refused: str = ""  # known before reading: why it cannot be collected
+    # Whether `modified` comes from a source the student does not control (an LMS zip's entry
+    # time, the exchange's); if not (a file's mtime in a folder), timestamp.txt gets the time of
+    # collection instead. `modified` still picks the newest of a student's notebooks.
+    trusted_time: bool = True
 
 
 @dataclass
@@ -84,7 +90,16 @@ def collect(path, course=None, *, pattern=DEFAULT_PATTERN, echo=print):
         raise CourseError(f"{path} is neither a folder nor a zip file")
     for student in sorted(lines):
         echo(f"{student}: {lines[student]}")
+    if any(line.startswith("collected") for line in lines.values()):
+        echo(TIME_FROM_ZIP if path.is_file() else TIME_FROM_FOLDER)
     return lines
+
+
+# Where the submission time (timestamp.txt, what lateness is measured from) comes from, per intake.
+TIME_FROM_ZIP = ("submission times: each notebook's date in the zip (set by the LMS when it built the "
+                 "download; a zip a student made has the dates they chose)")
+TIME_FROM_FOLDER = ("submission times: the time of this collection (a file's date in a folder is whatever "
+                    "its sender set; collect a folder when it arrives, or use the LMS zip)")
 
 
 def _short(exc):
@@ -167,7 +182,7 @@ def _from_folder(root, regex):
         elif isinstance(info, OSError):
             reason = f"could not be read ({_short(info)})"
             if _is_notebook(relative):
-                items.append(Candidate(_student_of(relative, regex), relative, 0.0, None, reason))
+                items.append(Candidate(_student_of(relative, regex), relative, 0.0, None, reason, False))
             else:
                 items.append(Rejected(_student_of(relative, regex), relative, f"{relative} {reason}"))
         elif stat.S_ISLNK(info.st_mode):
@@ -179,7 +194,7 @@ def _from_folder(root, regex):
         else:
             refused = f"is larger than {_size(MAX_NOTEBOOK_BYTES)}" if info.st_size > MAX_NOTEBOOK_BYTES else ""
             items.append(Candidate(_student_of(relative, regex), relative, info.st_mtime,
-                                   _read_file(root / relative), refused))
+                                   _read_file(root / relative), refused, trusted_time=False))
     return items, skipped
 
 
@@ -222,13 +237,27 @@ def _from_zip(archive, regex):
                 refused = f"is larger than {_size(MAX_NOTEBOOK_BYTES)}"
             elif entry.flag_bits & 0x1:
                 refused = "is encrypted (a password-protected zip)"
-            try:
-                modified = dt.datetime(*entry.date_time).timestamp()
-            except (ValueError, OverflowError):  # a nonsense date in the header is not worth a student
-                modified = 0.0
+            modified = _entry_time(entry)
             items.append(Candidate(_student_of(relative, regex), relative, modified,
                                    _read_entry(archive, entry), refused))
     return items, skipped
+
+
+def _entry_time(entry):
+    """An entry's modification time (POSIX): the extended timestamp field (0x5455, UTC) when the
+    zip has one, else the DOS date, a wall-clock time without zone, read as this machine's local
+    time. 0.0 for a nonsense date (not worth a student)."""
+    extra, offset = entry.extra, 0
+    while offset + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, offset)
+        data = extra[offset + 4:offset + 4 + size]
+        if kind == 0x5455 and len(data) >= 5 and data[0] & 1:  # flag bit 0: the modification time follows
+            return float(struct.unpack_from("<i", data, 1)[0])
+        offset += 4 + size
+    try:
+        return dt.datetime(*entry.date_time).timestamp()
+    except (ValueError, OverflowError):
+        return 0.0
 
 
 def _pick(notebooks, filename):
@@ -303,7 +332,8 @@ def _store(course, student, candidate, data):
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
     course.notebook(staged).write_bytes(data)
-    stamp = dt.datetime.fromtimestamp(candidate.modified, dt.timezone.utc)
+    received = candidate.modified if candidate.trusted_time else time.time()
+    stamp = dt.datetime.fromtimestamp(received, dt.timezone.utc)
     (staged / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)

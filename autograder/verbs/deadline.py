@@ -137,8 +137,7 @@ def listing(course, echo=print):
         echo(f"{course.assignment}: due {deadlines.show(due, tz)}")
     echo(policy_line(course))
     extensions = entry["extensions"]
-    if not extensions:
-        echo("extensions: none")
+    echo(f"extensions ({len(extensions)}):" if extensions else "extensions: none")
     for student in sorted(extensions):
         echo(f"  {student}: {_extension_text(extensions[student], due, tz)}")
 
