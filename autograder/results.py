@@ -3,6 +3,8 @@
 autograde`, formgrader), its verdicts are in the autograded notebook's metadata (reverify.py)."""
 import json
 
+from autograder import deadlines
+from autograder.grading.late import penalty_points
 from autograder.grading.pipeline import METADATA_KEY
 from autograder.testcells import grade_id, read_notebook
 
@@ -44,12 +46,14 @@ def collect_grades(course):
     records = {}
     with Gradebook(course.db_url) as gb:
         students = {s.id for s in gb.students} | set(status)
+        lateness = Lateness(course, gb)
         for student in sorted(students):
             state = status.get(student, {})
             record = {"student_id": student, "status": state.get("status", "not graded"),
                       "message": state.get("message", ""), "tamper_cells": [],
                       "max_score": sum(points for _, points, _ in cells), "score": None, "cells": {}}
             records[student] = record
+            record.update(lateness.of(student))
             try:
                 notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, student)
             except MissingEntry:
@@ -69,5 +73,40 @@ def collect_grades(course):
                                         "needs_manual_grade": bool(grade.needs_manual_grade),
                                         "status": verdict.get("status"), "in_kernel": verdict.get("in_kernel")}
             record["score"] = notebook.score
-            record["late_penalty"] = notebook.late_submission_penalty
+            record.update(lateness.of(student, notebook, record["score"]))
     return cells, records
+
+class Lateness:
+    """Each student's due date (extension included), submission time and late penalty, for
+    collect_grades. The penalty is the one stored when the submission was graded (nbgrader's
+    AssignLatePenalties); `late_penalty_stale` says the course's policy would now give another one
+    (the due date, an extension or a manual grade changed since): `grade` must run again."""
+
+    def __init__(self, course, gb):
+        from autograder.grading.late import LatePolicy
+
+        self.due = deadlines.as_utc(gb.find_assignment(course.assignment).duedate)
+        self.extensions = deadlines.assignment_entry(course.root, course.assignment)["extensions"]
+        config = course.load_config()
+        named = str(config.AssignLatePenalties.get("plugin_class", ""))
+        self.policy = LatePolicy(config=config).policy() if named.endswith("grading.late.LatePolicy") else None
+
+    def of(self, student, notebook=None, score=None):
+        """The lateness keys of a record; with the submitted `notebook`, its timestamp and penalty,
+        and `score` (the points so far) less the penalty."""
+        extension = self.extensions.get(student)
+        due = deadlines.student_due(self.due, extension)
+        found = {"due": deadlines.iso_utc(due), "extension": extension, "timestamp": "",
+                 "late_by_hours": None, "late_penalty": None, "late_penalty_stale": False}
+        if notebook is None:
+            return found
+        timestamp = deadlines.as_utc(notebook.assignment.timestamp)
+        seconds = max(0.0, (timestamp - due).total_seconds()) if timestamp and due else 0.0
+        penalty = float(notebook.late_submission_penalty or 0.0)
+        found.update(timestamp=deadlines.iso_utc(timestamp), late_by_hours=round(seconds / 3600, 2),
+                     late_penalty=penalty, raw_score=score,
+                     score=None if score is None else max(0.0, score - penalty))
+        if self.policy is not None:
+            expected = penalty_points(self.policy, seconds, notebook.score, notebook.max_score)
+            found["late_penalty_stale"] = abs(expected - penalty) > 1e-6
+        return found

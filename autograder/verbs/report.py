@@ -17,15 +17,23 @@ def pass_rates(cells, records):
 def table(cells, records):
     """The text table: one row per student, one column per autograded test (points earned)."""
     auto = [(gid, points) for gid, points, kind in cells if kind == "auto"]
-    header = ["student", "score"] + [gid.removeprefix("test_") for gid, _ in auto] + ["status"]
+    header = ["student", "score"] + [gid.removeprefix("test_") for gid, _ in auto] + ["late", "status"]
     rows = [header]
     for record in records.values():
         score = "-" if record["score"] is None else f"{record['score']:g}/{record['max_score']:g}"
         marks = [f"{record['cells'][gid]['score']:g}" if record["cells"] else "-" for gid, _ in auto]
-        rows.append([record["student_id"], score] + marks + [record["status"]])
+        rows.append([record["student_id"], score] + marks + [late_text(record), record["status"]])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in rows)
+
+
+def late_text(record):
+    """The table's late column: "" when on time, else hours late and points off ("25.5 h -3");
+    "grade again" when the stored penalty no longer matches the deadline, extension or policy."""
+    hours, penalty = record.get("late_by_hours"), record.get("late_penalty") or 0.0
+    text = f"{hours:g} h -{penalty:g}" if hours else ("-" + f"{penalty:g}" if penalty else "")
+    return text + (" (grade again)" if record.get("late_penalty_stale") else "")
 
 
 def report_dir(course):
