@@ -201,6 +201,12 @@ def score_text(value):
     return "0" if text in ("-0", "") else text
 
 
+def names(ids, limit=20):
+    """Student ids for one line of a warning: the first `limit`, then how many more."""
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def is_pending(record):
     """Whether some answer of this record awaits a TA in formgrader: its total is not a grade yet."""
     return bool(record.get("pending")) or any(cell.get("needs_manual_grade")
@@ -225,14 +231,14 @@ def grade_rows(members, records):
     warnings = []
     if ungraded:
         warnings.append(f"{len(ungraded)} students of the roster have no grade; their cells are left empty "
-                        f"(not 0): {', '.join(ungraded)}")
+                        f"(not 0): {names(ungraded)}")
     if pending:
         warnings.append(f"{len(pending)} students have answers awaiting manual grading; their cells are left "
-                        f"empty until graded in formgrader: {', '.join(pending)}")
+                        f"empty until graded in formgrader: {names(pending)}")
     stray = sorted(s for s, r in records.items() if r.get("score") is not None and s not in by_id)
     if stray:
         warnings.append(f"{len(stray)} graded students are not in the roster and are NOT in the file: "
-                        f"{', '.join(stray)} (import the LMS's current export with `roster import`, or check "
+                        f"{names(stray)} (import the LMS's current export with `roster import`, or check "
                         "--id-column)")
     return rows, warnings
 

@@ -190,6 +190,11 @@ def test_a_missing_id_column_names_the_columns_there_are():
         lms.parse_roster(MOODLE.read_bytes(), "class.csv", id_column="Username")
 
 
+def test_a_long_class_stays_one_line():
+    assert lms.names([f"s{i}" for i in range(25)]) == ", ".join(f"s{i}" for i in range(20)) + " and 5 more"
+    assert lms.names(["a", "b"]) == "a, b"
+
+
 def test_grades_are_written_as_both_importers_read_them():
     assert [lms.score_text(v) for v in (30.0, 12.5, 0.0, -0.0, 1 / 3, 2.00004, None)] == \
         ["30", "12.5", "0", "0", "0.3333", "2", ""]
