@@ -14,6 +14,7 @@ from autograder.course import ASSIGNMENT, Course, CourseError
 VERBS = {  # verb -> its module
     "release": "autograder.verbs.release",
     "deadline": "autograder.verbs.deadline",
+    "roster": "autograder.verbs.roster",
     "collect": "autograder.verbs.collect",
     "grade": "autograder.verbs.grade",
     "feedback": "autograder.verbs.feedback",
