@@ -22,6 +22,7 @@ submission look later, never earlier.
 """
 import datetime as dt
 import errno
+import logging
 import os
 import stat
 import time
@@ -134,11 +135,11 @@ class KitExchangeCollect(ExchangeCollect):
         now = time.time()
         # The whole folder a student submits (helpers, data) is expected here: other files are not
         # listed, unlike in an LMS download where they hint at a misnamed notebook.
-        items, skipped, owners = [], [], {}
+        items, owners = [], {}
         inbound = os.open(self.inbound_path, OPEN_DIR)
         try:
             for record in sorted(self.src_records, key=lambda r: r["filename"]):
-                found, owner = _entry_items(inbound, record, now, skipped)
+                found, owner = _entry_items(inbound, record, now)
                 items.extend(found)
                 owners[record["username"]] = owner
             lines = intake._collect_candidates(course, items, [])
@@ -149,8 +150,10 @@ class KitExchangeCollect(ExchangeCollect):
                 if warning := _owner_warning(student, owners.get(student)):
                     lines[student] = f"{line}; {warning}"
         self.lines = lines
-        for student in sorted(lines):
-            self.log.info("%s: %s", student, lines[student])
+        for student in sorted(lines):  # under plain `nbgrader collect` and formgrader, these are the lines
+            level = logging.INFO if lines[student].startswith("collected") and "warning" not in lines[student] \
+                else logging.WARNING
+            self.log.log(level, "%s: %s", student, lines[student])
 
 
 def _owner_warning(student, uid):
@@ -188,7 +191,7 @@ def collect_exchange(course, root=None, echo=print):
     return lines
 
 
-def _entry_items(inbound, record, now, skipped):
+def _entry_items(inbound, record, now):
     """The intake's candidates and rejections for one inbound entry (a folder nbgrader's submit
     made), with the student id from the entry's name; and the entry's owner (uid, or None)."""
     student, entry = record["username"], record["filename"]
@@ -200,7 +203,7 @@ def _entry_items(inbound, record, now, skipped):
         return [intake.Rejected(student, entry, _open_problem(exc, inbound, entry, entry))], None
     try:
         found, info = [], os.fstat(fd)
-        _scan(inbound, (entry,), fd, info.st_ctime, student, now, found, skipped)
+        _scan(inbound, (entry,), fd, info.st_ctime, student, now, found)
         return found, info.st_uid
     finally:
         os.close(fd)
@@ -221,7 +224,7 @@ def _open_problem(exc, dir_fd, name, shown):
     return f"{shown} could not be read ({intake._short(exc)})"
 
 
-def _scan(inbound, parts, fd, ctime, student, now, found, skipped):
+def _scan(inbound, parts, fd, ctime, student, now, found):
     """Classify everything in the open folder `fd` (inbound/<parts>) as the folder intake does;
     `ctime` is the latest ctime of the folders above it. Opens nothing through a link."""
     relative = "/".join(parts)
@@ -242,7 +245,6 @@ def _scan(inbound, parts, fd, ctime, student, now, found, skipped):
             continue
         if stat.S_ISDIR(info.st_mode) and not intake._is_junk(child):
             if len(parts) >= MAX_DEPTH:
-                skipped.append(child)
                 continue
             try:
                 sub = os.open(entry.name, OPEN_DIR, dir_fd=fd)
@@ -250,18 +252,17 @@ def _scan(inbound, parts, fd, ctime, student, now, found, skipped):
                 found.append(intake.Rejected(student, child, _open_problem(exc, fd, entry.name, child)))
                 continue
             try:
-                _scan(inbound, (*parts, entry.name), sub, max(ctime, os.fstat(sub).st_ctime),
-                      student, now, found, skipped)
+                _scan(inbound, (*parts, entry.name), sub, max(ctime, os.fstat(sub).st_ctime), student, now, found)
             finally:
                 os.close(sub)
-        elif intake._is_junk(child) or (stat.S_ISDIR(info.st_mode)):
-            skipped.append(child)
+        elif intake._is_junk(child) or stat.S_ISDIR(info.st_mode):
+            continue
         elif stat.S_ISLNK(info.st_mode):
             found.append(intake.Rejected(student, child, f"{intake.LINK} ({child})"))
         elif not stat.S_ISREG(info.st_mode):
             found.append(intake.Rejected(student, child, f"{intake.SPECIAL} ({child})"))
         elif not intake._is_notebook(child):
-            skipped.append(child)
+            continue
         else:
             limit = intake.MAX_NOTEBOOK_BYTES
             refused = f"is larger than {intake._size(limit)}" if info.st_size > limit else ""

@@ -162,7 +162,7 @@ def test_a_notebook_swapped_for_a_link_after_the_scan_is_not_read_through_it(tmp
     fd = os.open(inbound, os.O_RDONLY | os.O_DIRECTORY)
     try:
         (candidate,), _ = _entry_items(fd, {"username": "eve", "filename": entry.name, "timestamp": None},
-                                       time.time(), [])
+                                       time.time())
         assert candidate.read(100) == b"{}"
         (entry / "sub").rename(entry / "old")
         (entry / "sub").symlink_to(entry / "old")       # a folder on the way becomes a link
@@ -176,3 +176,44 @@ def test_a_notebook_swapped_for_a_link_after_the_scan_is_not_read_through_it(tmp
             candidate.read(100)
     finally:
         os.close(fd)
+
+
+def test_as_nbgraders_collect_plugin_plain_nbgrader_collect_gets_the_same_checks(hub):
+    from traitlets.config import Config
+
+    from autograder.course import open_api
+
+    course, exchange, _, _, _, _ = hub
+    config = Config()
+    config.Exchange.root = str(exchange)
+    config.ExchangeFactory.collect = "autograder.exchange.KitExchangeCollect"
+    result = open_api(course, config).collect(course.assignment)
+    assert result["success"], result
+    assert "[WARNING] eve: not collected: a link (eve+backprop+" in result["log"]
+    assert course.submitted_students() == ["ada", "bob"]
+
+
+def test_a_folder_another_hub_user_owns_is_named_on_the_students_line():
+    import pwd
+
+    from autograder.exchange import _owner_warning
+
+    nobody = pwd.getpwnam("nobody")
+    assert _owner_warning("ada", nobody.pw_uid) == "warning: its exchange folder belongs to user nobody, not ada"
+    assert _owner_warning("nobody", nobody.pw_uid) == ""
+    assert _owner_warning("ada", 0) == ""              # root's folders are not a student's doing
+    assert _owner_warning("ada", os.getuid()) == ""   # nor those of whoever runs collect
+
+
+def test_exchange_root_is_the_option_then_the_course_config_then_course_exchange(tmp_path, monkeypatch):
+    from traitlets.config import Config
+
+    import autograder.exchange as exchange
+
+    monkeypatch.setattr(exchange, "_jupyter_config", Config)   # this machine's /etc/jupyter is not the test's
+    course = Course(tmp_path / "course")
+    course.root.mkdir()
+    assert exchange.exchange_root(course) == course.root / "exchange"
+    course.config_file.write_text('c = get_config()\nc.Exchange.root = "/srv/hub/exchange"\n')
+    assert str(exchange.exchange_root(course)) == "/srv/hub/exchange"
+    assert exchange.exchange_root(course, tmp_path / "x") == (tmp_path / "x").resolve()
