@@ -12,9 +12,11 @@ STATUS_FILE = "grading_status.json"
 
 
 def load_status(course):
-    """{student: the kit's last grading outcome} (grading_status.json), {} if never graded."""
+    """{student: the kit's last grading outcome} of the course's assignment, {} if never graded.
+    grading_status.json holds one such section per assignment: a student graded in two assignments
+    has two outcomes, and neither overwrites the other."""
     path = course.root / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return (json.loads(path.read_text()) if path.is_file() else {}).get(course.assignment, {})
 
 
 def graded_cells(source_nb):

@@ -45,9 +45,11 @@ def merge(course, outcome):
 
 
 def write_status(course, outcomes):
-    """grading_status.json: the latest outcome of every student ever graded (merged, not replaced)."""
+    """grading_status.json: the latest outcome of every student ever graded (merged, not replaced),
+    in the section of the course's assignment (results.load_status)."""
     path = course.root / STATUS_FILE
-    status = json.loads(path.read_text()) if path.is_file() else {}
+    everything = json.loads(path.read_text()) if path.is_file() else {}
+    status = everything.setdefault(course.assignment, {})
     for outcome in outcomes:
         record = asdict(outcome)
         for key in ("notebook", "grades", "comments"):
@@ -56,4 +58,4 @@ def write_status(course, outcomes):
                             "tamper suspected" if outcome.tamper_cells else "graded")
         record["graded_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         status[outcome.student] = record
-    path.write_text(json.dumps(status, indent=2, sort_keys=True))
+    path.write_text(json.dumps(everything, indent=2, sort_keys=True))
