@@ -235,6 +235,11 @@ def grade_rows(members, records):
     if pending:
         warnings.append(f"{len(pending)} students have answers awaiting manual grading; their cells are left "
                         f"empty until graded in formgrader: {names(pending)}")
+    doubtful = [m.student_id for m, score in rows if score is not None
+                and records[m.student_id].get("status") in ("tamper suspected", "not verified")]
+    if doubtful:
+        warnings.append(f"{len(doubtful)} students' grades are in the file but flagged (tamper suspected or not "
+                        f"verified: see grades.json); check them before you publish: {names(doubtful)}")
     stray = sorted(s for s, r in records.items() if r.get("score") is not None and s not in by_id)
     if stray:
         warnings.append(f"{len(stray)} graded students are not in the roster and are NOT in the file: "

@@ -203,7 +203,8 @@ def test_grades_are_written_as_both_importers_read_them():
 def test_only_final_grades_reach_the_lms():
     members = lms.parse_roster(CANVAS.read_bytes(), CANVAS.name).members
     records = {"jmuller": {"score": 20.0, "cells": {"derivation": {"needs_manual_grade": True, "score": None}}},
-               "sobriain": {"score": 26.0, "pending": [], "cells": {"derivation": {"needs_manual_grade": False}}},
+               "sobriain": {"score": 26.0, "pending": [], "status": "tamper suspected",
+                            "cells": {"derivation": {"needs_manual_grade": False}}},
                "tnguyen": {"score": None, "cells": {}},
                "ghost": {"score": None, "cells": {}},   # in the gradebook, never graded: nothing to lose
                "zed": {"score": 0.0, "cells": {}}}
@@ -213,6 +214,8 @@ def test_only_final_grades_reach_the_lms():
         "1 students of the roster have no grade; their cells are left empty (not 0): tnguyen",
         "1 students have answers awaiting manual grading; their cells are left empty until graded in formgrader: "
         "jmuller",
+        "1 students' grades are in the file but flagged (tamper suspected or not verified: see grades.json); check "
+        "them before you publish: sobriain",
         "1 graded students are not in the roster and are NOT in the file: zed (import the LMS's current export "
         "with `roster import`, or check --id-column)"]
 
