@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test bench guards sandbox-deps browser-deps clean
+.PHONY: demo test bench guards sandbox-deps browser-deps postgres-deps clean
 
 # The pinned environment, then the kit itself as an editable package (autograder + helpers), so
 # tests, benchmarks and a course's nbgrader_config.py import it without touching sys.path.
@@ -37,12 +37,17 @@ sandbox-deps:
 browser-deps:
 	$(call apt_install,/usr/bin/chromium,chromium,the browser test)
 
+# tests/instructors/test_postgres.py starts a throwaway PostgreSQL server (Debian's packages; the
+# binaries live in /usr/lib/postgresql/<version>/bin, psycopg2-binary is pinned in requirements.txt).
+postgres-deps:
+	$(call apt_install,"$$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1)",postgresql,the PostgreSQL gradebook tests)
+
 demo: $(VENV)/.installed sandbox-deps
 	$(PY) -m autograder demo
 
 # MNIST_OFFLINE: tests never touch the network; the notebook falls back to the bundled sample.
 # Two pytest workers, one test file each: much of the suite waits on kernels and sandboxes.
-test: $(VENV)/.installed sandbox-deps browser-deps
+test: $(VENV)/.installed sandbox-deps browser-deps postgres-deps
 	$(VENV)/bin/ruff check --quiet .
 	MNIST_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --nbval-lax assignment.ipynb tests
 

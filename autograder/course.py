@@ -92,6 +92,12 @@ c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.ma
 c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every page rendered here
 '''
 
+# The gradebook's database when it is not nbgrader's default SQLite file (`release --db URL`).
+DB_TEMPLATE = '''
+# The gradebook (nbgrader's key: every verb, `nbgrader` command and formgrader use this database).
+c.CourseDirectory.db_url = {db_url!r}
+'''
+
 
 class Course:
     """Paths of one assignment in a course directory (default `course/` beside the kit).
@@ -142,7 +148,10 @@ class Course:
 
     @property
     def db_url(self):
-        return f"sqlite:///{self.gradebook}"
+        """The gradebook's database: the course config's CourseDirectory.db_url (`release --db URL`,
+        e.g. PostgreSQL), else nbgrader's default, gradebook.db in the course root."""
+        from autograder.gradebook_db import configured_db_url
+        return configured_db_url(self.load_config()) or f"sqlite:///{self.gradebook}"
 
     @property
     def source(self):
@@ -178,7 +187,9 @@ class Course:
         return PyFileConfigLoader(self.config_file.name, path=str(self.root)).load_config()
 
     def require_release(self):
-        if not (self.config_file.is_file() and self.gradebook.is_file()):
+        from autograder.gradebook_db import sqlite_path
+        sqlite_file = sqlite_path(self.db_url) if self.config_file.is_file() else None
+        if not self.config_file.is_file() or (sqlite_file is not None and not sqlite_file.is_file()):
             raise CourseError(f"{self.root} is not a released course: run `python -m autograder release` first")
         if not self.source.is_dir():
             known = ", ".join(self.assignments()) or "none"
@@ -216,8 +227,9 @@ class CourseError(Exception):
     """A problem the instructor can fix, with a one-line message that says how."""
 
 
-def write_config(course, *, sandbox=True, cell_timeout=None, submission_timeout=None):
-    """The course's nbgrader_config.py; a limit left None is GradingExecute's default."""
+def write_config(course, *, sandbox=True, cell_timeout=None, submission_timeout=None, db_url=None):
+    """The course's nbgrader_config.py; a limit left None is GradingExecute's default, a db_url left
+    None nbgrader's default gradebook (gradebook.db in the course root)."""
     from autograder.grading.execute import GradingExecute
     defaults = GradingExecute.class_traits()
     if cell_timeout is None:
@@ -225,9 +237,13 @@ def write_config(course, *, sandbox=True, cell_timeout=None, submission_timeout=
     if submission_timeout is None:
         submission_timeout = defaults["submission_timeout"].default_value
     course.root.mkdir(parents=True, exist_ok=True)
+    from autograder.gradebook_db import has_password
+    if db_url and has_password(db_url):  # the password goes into the file: readable by its owner only
+        course.config_file.touch()
+        course.config_file.chmod(0o600)
     course.config_file.write_text(CONFIG_TEMPLATE.format(
         sandbox=bool(sandbox), cell_timeout=int(cell_timeout),
-        submission_timeout=int(submission_timeout)))
+        submission_timeout=int(submission_timeout)) + DB_TEMPLATE.format(db_url=db_url) * bool(db_url))
 
 
 def copy_sources(course, from_dir=None):

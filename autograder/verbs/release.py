@@ -1,16 +1,20 @@
 """`release`: build the course directory and the student version of the assignment."""
 from autograder.course import Course, CourseError, copy_sources, failure_line, open_api, write_config
+from autograder.gradebook_db import check_db_url, configured_db_url
 from autograder.seeds import ensure_secret
 
 
-def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout=None, echo=print):
+def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout=None, db_url=None, echo=print):
     """Write nbgrader_config.py, fill source/<assignment>/ (the kit's own, or `from_dir`), run
     generate_assignment.
 
+    `db_url` puts the gradebook in that database (checked first); None keeps the course's (a
+    release without --db never moves a course off its database).
     Returns the release folder (what students receive).
     """
     course = course or Course()
-    write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout)
+    db_url = check_db_url(db_url) if db_url else configured_db_url(course.load_config())
+    write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout, db_url=db_url)
     ensure_secret(course.root)  # seeds every submission's hidden inputs; stays in the course root
     copy_sources(course, from_dir)
     result = open_api(course).generate_assignment(course.assignment)
@@ -37,6 +41,9 @@ def add_arguments(parser):
                         help=f"seconds per cell (default {_default('timeout')})")
     parser.add_argument("--submission-timeout", type=int, default=None, metavar="S",
                         help=f"seconds per submission, all cells (default {_default('submission_timeout')})")
+    parser.add_argument("--db", dest="db_url", metavar="URL", default=None,
+                        help="the gradebook's database, e.g. postgresql://USER@HOST/DBNAME (default: the course's, "
+                             "else gradebook.db in the course folder); written into nbgrader_config.py")
     # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
     parser.add_argument("--exchange", action="store_true",
                         help="also publish the release to nbgrader's exchange, replacing the version published "
@@ -48,7 +55,7 @@ def add_arguments(parser):
 
 def run(course, args):
     release(course, from_dir=args.from_dir, cell_timeout=args.cell_timeout,
-            submission_timeout=args.submission_timeout)
+            submission_timeout=args.submission_timeout, db_url=args.db_url)
     if args.exchange or args.exchange_root:
         from autograder.exchange import publish
         publish(course, args.exchange_root)
