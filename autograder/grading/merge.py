@@ -11,7 +11,7 @@ from autograder.results import STATUS_FILE
 def merge(course, outcome):
     """Write one outcome into the course: the autograded notebook and the gradebook (or, for a
     failure, remove every older result so that nothing stale looks current)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Comment, Grade, Gradebook, MissingEntry
 
     dest = course.autograded(outcome.student)
     if not outcome.ok:
@@ -35,13 +35,28 @@ def merge(course, outcome):
         gb.update_or_create_submission(course.assignment, outcome.student, **kwargs)
         notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, outcome.student)
         notebook.late_submission_penalty = outcome.late_penalty
-        for grade in notebook.grades:
+        for grade in _locked(gb, Grade, notebook.id):
             if grade.name in outcome.grades:
                 grade.auto_score, needs_manual = outcome.grades[grade.name]
                 grade.needs_manual_grade = needs_manual or grade.manual_score is not None
-        for comment in notebook.comments:
+        for comment in _locked(gb, Comment, notebook.id):
             comment.auto_comment = outcome.comments.get(comment.name, comment.auto_comment)
         gb.db.commit()
+
+
+def _locked(gb, model, notebook_id):
+    """The notebook's rows of `model` (Grade, Comment) as the database holds them now, locked until
+    the commit (SELECT ... FOR UPDATE; SQLite locks the whole file instead).
+
+    A TA may be grading this student in formgrader while the merge runs: the rows loaded earlier by
+    find_submission_notebook could predate the TA's manual score, and the review flag above would be
+    computed from that stale score. Re-read under a row lock (populate_existing: refresh the objects
+    already in the session), so a TA's write either commits first and is seen here, or waits until
+    the merge commits. Only changed columns are written, so auto and manual scores never overwrite
+    each other; rows in id order, as every merge takes them, so two merges cannot deadlock.
+    """
+    return (gb.db.query(model).filter(model.notebook_id == notebook_id).order_by(model.id)
+            .with_for_update().populate_existing().all())
 
 
 def write_status(course, outcomes):
