@@ -60,8 +60,9 @@ class Roster:
 
 
 def read_table(data, source):
-    """(header, rows) of CSV bytes as an LMS or Excel writes them: UTF-8 with or without a BOM,
-    comma, semicolon or tab separated. One-line CourseError for anything else."""
+    """(header, [(row number, row)]) of CSV bytes as an LMS or Excel writes them: UTF-8 with or
+    without a BOM, comma, semicolon or tab separated; rows numbered as a spreadsheet shows them,
+    blank ones left out. One-line CourseError for anything else."""
     if data[:4] == b"PK\x03\x04":
         raise CourseError(f"{source} is a spreadsheet workbook, not CSV: export it from the LMS as CSV")
     try:
@@ -81,7 +82,8 @@ def read_table(data, source):
     except csv.Error as exc:
         raise CourseError(f"{source} is not a readable CSV file ({exc})") from None
     header = [cell.strip() for cell in rows[0]]
-    body = [[cell.strip() for cell in row] for row in rows[1:] if any(cell.strip() for cell in row)]
+    body = [(number, [cell.strip() for cell in row]) for number, row in enumerate(rows[1:], start=2)
+            if any(cell.strip() for cell in row)]
     return header, body
 
 
@@ -111,7 +113,7 @@ def parse_roster(data, source, fmt="auto", id_column=None):
                           f"of {', '.join(repr(h) for h in header if h)}")
     reader = _canvas_rows if found == "canvas" else _moodle_rows
     members, skipped = [], []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         values = dict(zip(header, row + [""] * (len(header) - len(row))))
         member, note = reader(values, id_column)
         if note:

@@ -165,6 +165,8 @@ BAD = {
                   "SIS Login ID 'JMuller' is on rows 3 and 4: each student needs an id of their own"),
     "space": (_canvas_with(tnguyen="t nguyen"), "auto",
               "row 5 (Nguyễn, Thị Lan): SIS Login ID 't nguyen' is not usable as a student id"),
+    "row_numbers": (_canvas_with(**{'\r\n"Nguyễn': '\r\n\r\n"Nguyễn', "tnguyen": "t nguyen"}), "auto",
+                    "row 6 (Nguyễn, Thị Lan)"),   # as a spreadsheet numbers it, the blank row counted
     "reserved": (_canvas_with(sobriain="gradebook.db"), "auto",
                  "row 4 (Ó Briain, Siobhán): SIS Login ID 'gradebook.db' is not usable as a student id: "
                  "'gradebook.db' is a name the grader uses"),
