@@ -177,6 +177,10 @@ def collect_exchange(course, root=None, echo=print):
     course.require_release()
     root = exchange_root(course, root)
     api = _api(course, root)
+    inbound = root / api.coursedir.course_id / "inbound"
+    if not inbound.is_dir():  # nbgrader's own message here is written for students
+        raise CourseError(f"{root} has no inbound folder for course '{api.coursedir.course_id}': publish with "
+                          f"`release --exchange` first, or give the hub's exchange with --exchange-root DIR")
     api.coursedir.assignment_id = course.assignment
     app = KitExchangeCollect(coursedir=api.coursedir, authenticator=api.authenticator, parent=api)
     try:

@@ -145,7 +145,7 @@ def test_cli_needs_a_path_or_the_exchange_and_names_a_missing_exchange(hub, tmp_
     course, _, _, _, _, _ = hub
     assert main(["collect", "--course", str(course.root)]) == 2
     assert "say what to collect" in capsys.readouterr().err
-    with pytest.raises(CourseError, match="cannot collect from the exchange"):
+    with pytest.raises(CourseError, match="has no inbound folder for course .backprop.: publish with"):
         collect_exchange(course, tmp_path / "nowhere", echo=quiet)
 
 
