@@ -48,9 +48,10 @@ def import_roster(course, path, fmt="auto", id_column=None, echo=print):
     with Gradebook(course.db_url) as gb:
         before = {s.id for s in gb.students}
         for member in roster.members:
-            gb.update_or_create_student(member.student_id, first_name=member.first_name or None,
-                                        last_name=member.last_name or None, email=member.email or None,
-                                        lms_user_id=member.lms_user_id or None)
+            # Only what this export knows: a Canvas export has no email, and must not erase one.
+            known = {"first_name": member.first_name, "last_name": member.last_name, "email": member.email,
+                     "lms_user_id": member.lms_user_id}
+            gb.update_or_create_student(member.student_id, **{k: v for k, v in known.items() if v})
     lms.save_roster(course, roster, path)
     ids = {m.student_id for m in roster.members}
     new = len(ids - before)

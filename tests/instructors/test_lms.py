@@ -238,6 +238,21 @@ def test_roster_import_names_the_students_in_the_gradebook(canvas_course):
         assert (student.first_name, student.last_name, student.lms_user_id) == ("Siobhán", "Ó Briain", "1002")
 
 
+def test_a_new_roster_updates_students_without_erasing_what_it_lacks(released_course, tmp_path):
+    from nbgrader.api import Gradebook
+
+    course = _course(released_course, tmp_path / "course")
+    import_roster(course, MOODLE, echo=quiet)
+    lines = []
+    import_roster(course, CANVAS, id_column="SIS User ID", echo=lines.append)   # S1001.. in both
+    assert lines[0].endswith("ids from column 'SIS User ID': 0 new, 3 updated in the gradebook")
+    with Gradebook(course.db_url) as gb:
+        student = gb.find_student("S1002")
+        assert (student.first_name, student.email, student.lms_user_id) == \
+            ("Siobhán", "siobhan.obriain@uni.example", "1002")   # the email only Moodle knew is kept
+    assert lms.load_roster(course).format == "canvas"
+
+
 def test_canvas_export_round_trip(canvas_course):
     course, _, out = canvas_course
     path = course.root / "exports" / ASSIGNMENT / "canvas_grades.csv"
