@@ -83,11 +83,11 @@ def extend(course, student, *, hours=None, until=None, zone=None, echo=print):
 
 def _extension_text(extension, due, tz):
     """"extension of 48 h: due 2026-12-16 23:59 Europe/Berlin (...)"."""
-    if "hours" in extension:
-        what = f"extension of {extension['hours']:g} h"
-    else:
+    if "hours" not in extension:
         until = dt.datetime.fromisoformat(extension["until"].replace("Z", "+00:00"))
         what = f"extension until {deadlines.show(until, tz)}"
+        return what + (" (not after the due date: no extension)" if due is not None and until <= due else "")
+    what = f"extension of {extension['hours']:g} h"
     if due is None:
         return what
     return f"{what}: due {deadlines.show(deadlines.student_due(due, extension), tz)}"

@@ -285,3 +285,18 @@ def test_bad_input_is_one_line_and_writes_nothing(collect_course, capsys, args, 
     assert err.startswith(message) and err.count("\n") == 1, err
     assert collect_course.gradebook.read_bytes() == before
     assert not (collect_course.root / "deadlines.json").exists()
+
+
+def test_extension_until_a_local_date_is_stored_in_utc(collect_course, tmp_path, capsys):
+    (tmp_path / "in" / "ada").mkdir(parents=True)
+    (tmp_path / "in" / "ada" / "assignment.ipynb").write_text(GOOD)
+    collect(tmp_path / "in", collect_course, echo=quiet)
+    assert _cli(collect_course, "--extend", "ada", "--until", "2026-12-20 12:00", "--timezone", "Europe/Berlin") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ada: extension until 2026-12-20 12:00 Europe/Berlin (2026-12-20 11:00 UTC)"
+    assert out[1].startswith("note: backprop has no due date yet")
+    saved = json.loads((collect_course.root / "deadlines.json").read_text())
+    assert saved["backprop"]["extensions"]["ada"]["until"] == "2026-12-20T11:00:00Z"
+    assert sorted(p.name for p in collect_course.root.iterdir() if "deadlines" in p.name) == ["deadlines.json"]
+    assert _cli(collect_course, "--extend", "ada", "--hours", "0") == 0  # 0 hours: the extension is gone
+    assert json.loads((collect_course.root / "deadlines.json").read_text())["backprop"]["extensions"] == {}
