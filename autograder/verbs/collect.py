@@ -98,8 +98,9 @@ def collect(path, course=None, *, pattern=DEFAULT_PATTERN, echo=print):
 # Where the submission time (timestamp.txt, what lateness is measured from) comes from, per intake.
 TIME_FROM_ZIP = ("submission times: each notebook's date in the zip (set by the LMS when it built the "
                  "download; a zip a student made has the dates they chose)")
-TIME_FROM_FOLDER = ("submission times: the time of this collection (a file's date in a folder is whatever "
-                    "its sender set; collect a folder when it arrives, or use the LMS zip)")
+TIME_FROM_FOLDER = ("submission times: the time of this collection, or of the earlier one that took the same "
+                    "notebook (a file's date in a folder is whatever its sender set; collect a folder when it "
+                    "arrives, or use the LMS zip)")
 
 
 def _short(exc):
@@ -326,15 +327,31 @@ def _take(course, student, candidate):
     return _store(course, student, candidate, data)
 
 
+STAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"  # timestamp.txt, as nbgrader's parse_utc reads it
+
+
+def _collection_time(course, student, data):
+    """Now; but if exactly this notebook was collected before, when it was collected then:
+    collecting the same folder again must not make every student later."""
+    earlier = course.submitted(student)
+    try:
+        if course.notebook(earlier).read_bytes() == data:
+            text = (earlier / "timestamp.txt").read_text().strip()
+            return dt.datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+    except (OSError, ValueError):  # nothing before, or a stamp we did not write: now it is
+        pass
+    return time.time()
+
+
 def _store(course, student, candidate, data):
     dest = course.submitted(student)
+    received = candidate.modified if candidate.trusted_time else _collection_time(course, student, data)
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
     course.notebook(staged).write_bytes(data)
-    received = candidate.modified if candidate.trusted_time else time.time()
     stamp = dt.datetime.fromtimestamp(received, dt.timezone.utc)
-    (staged / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+    (staged / "timestamp.txt").write_text(stamp.strftime(STAMP_FORMAT))
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     renamed = "" if PurePosixPath(candidate.name).name == course.notebook(staged).name else f" from {candidate.name}"

@@ -252,6 +252,21 @@ def test_folder_intake_uses_the_collection_time_not_the_files_mtime(collect_cour
     assert said[-1] == TIME_FROM_FOLDER and "time of this collection" in said[-1]
 
 
+def test_recollecting_the_same_folder_keeps_the_first_collection_time(collect_course, tmp_path):
+    for student in ("ada", "bob"):
+        (tmp_path / "in" / student).mkdir(parents=True)
+        (tmp_path / "in" / student / "assignment.ipynb").write_text(GOOD)
+    collect(tmp_path / "in", collect_course, echo=quiet)
+    first = "2026-12-14 20:00:00.000000 UTC"  # as if collected on the due day
+    for student in ("ada", "bob"):
+        (collect_course.submitted(student) / "timestamp.txt").write_text(first)
+    (tmp_path / "in" / "bob" / "assignment.ipynb").write_text(GOOD + " ")  # bob hands in a new version
+    before = time.time()
+    collect(tmp_path / "in", collect_course, echo=quiet)
+    assert _stamp(collect_course, "ada") == dt.datetime(2026, 12, 14, 20, 0)
+    assert _stamp(collect_course, "bob").replace(tzinfo=dt.timezone.utc).timestamp() >= before - 1
+
+
 def test_zip_intake_uses_the_entry_date(collect_course, tmp_path):
     when = dt.datetime(2026, 12, 15, 23, 59, tzinfo=dt.timezone.utc)
     with_extended = _zip_with_times(tmp_path / "a.zip", {"ada_1_assignment.ipynb": (GOOD, when)})
