@@ -7,7 +7,7 @@ What is compared, and what is left out so it cannot make everyone alike:
   those only the ones the student changed from the release; a submission with none is "nothing
   written" and never paired;
 - the release's own text of each solution cell (the `def f(x):` stubs, docstrings, `raise
-  NotImplementedError()`) is copydetect boilerplate: its fingerprints are removed from everyone's;
+  NotImplementedError()`) is boilerplate: its fingerprints are removed from everyone's;
 - fingerprints found in many submissions (more than COMMON_FRACTION of those with code, and at least
   COMMON_MIN of them) are removed too, as MOSS does: what most of the class wrote alike is the
   obvious way to write it, not evidence that two students shared code.
@@ -20,8 +20,10 @@ case, but only pairs sharing at least one distinctive fingerprint are compared (
 fingerprint to students), and common fingerprints are gone by then. Memory: one fingerprint set per
 student plus an n x n score matrix (n = 1,000 is 8 MB).
 """
+import functools
 import html
 import io
+import json
 from itertools import combinations
 from typing import NamedTuple
 
@@ -47,19 +49,35 @@ class Pair(NamedTuple):
     slices_b: np.ndarray
 
 
+def read_cells(path):
+    """A notebook file's JSON, read as data without nbformat's schema validation (slow, and a
+    notebook that fails it still has the student's code); raises ValueError if it is not a notebook."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError("not a notebook: no list of cells")
+    return nb
+
+
 def solution_cells(nb):
     """{grade_id: source} of the notebook's solution code cells, first cell per grade_id (nbgrader's
     DeduplicateIds keeps the first too); cells whose source is not text are skipped."""
     found = {}
     for cell in nb.get("cells", []):
+        if not isinstance(cell, dict):
+            continue
         meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+        if not isinstance(meta, dict):
+            continue
         gid, source = meta.get("grade_id"), cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)  # the file format's other way of storing a cell's text
         if cell.get("cell_type") == "code" and meta.get("solution") and isinstance(gid, str) \
                 and isinstance(source, str) and gid not in found:
             found[gid] = source
     return found
 
 
+@functools.lru_cache(maxsize=256)  # the release's cells are normalised once, not once per student
 def normalised(source):
     """Python code as copydetect compares it: tokens only, every name and string one letter."""
     from copydetect.utils import filter_code
@@ -79,13 +97,11 @@ def written_code(submitted, release):
 def read_class(course, echo=print):
     """(release cells, {student: written code}) of the course's assignment; a notebook that cannot
     be read costs its student one line and nothing else."""
-    from autograder.testcells import read_notebook
-
-    release = solution_cells(read_notebook(course.notebook(course.release)))
+    release = solution_cells(read_cells(course.notebook(course.release)))
     codes = {}
     for student in course.submitted_students():
         try:
-            submitted = solution_cells(read_notebook(course.notebook(course.submitted(student))))
+            submitted = solution_cells(read_cells(course.notebook(course.submitted(student))))
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one student's problem
             echo(f"skipped {student}: the notebook cannot be read ({type(exc).__name__})")
             continue
@@ -93,12 +109,11 @@ def read_class(course, echo=print):
     return release, codes
 
 
-def fingerprint(code, boilerplate=()):
-    """copydetect's fingerprint of Python code given as text, without `boilerplate` hashes."""
+def fingerprint(code):
+    """copydetect's fingerprint of Python code given as text."""
     from copydetect import CodeFingerprint
 
-    return CodeFingerprint("code.py", K, WINDOW, boilerplate=np.asarray(sorted(boilerplate), dtype=np.int64),
-                           language="python", fp=io.StringIO(code))
+    return CodeFingerprint("code.py", K, WINDOW, language="python", fp=io.StringIO(code))
 
 
 def boilerplate_hashes(release):
@@ -125,11 +140,28 @@ def distinctive_fingerprints(codes, release, fraction=COMMON_FRACTION, minimum=C
     boilerplate and the class's common fingerprints; students with under MIN_OVERLAP characters
     of code left are left out."""
     given = boilerplate_hashes(release)
-    first = {s: fingerprint(code, given) for s, code in codes.items() if code.strip()}
-    first = {s: fp for s, fp in first.items() if fp.hashes}
-    removed = given | common_hashes(first.values(), fraction, minimum)
-    final = {s: fingerprint(codes[s], removed) for s in first}
-    return {s: fp for s, fp in final.items() if fp.token_coverage >= MIN_OVERLAP}
+    fingerprints = {s: without(fingerprint(code), given) for s, code in codes.items() if code.strip()}
+    fingerprints = {s: fp for s, fp in fingerprints.items() if fp.hashes}
+    common = common_hashes(fingerprints.values(), fraction, minimum)
+    for fp in fingerprints.values():
+        without(fp, common)
+    return {s: fp for s, fp in fingerprints.items() if fp.token_coverage >= MIN_OVERLAP}
+
+
+def without(fp, hashes):
+    """Drop `hashes` (boilerplate) from a CodeFingerprint in place, every occurrence. Not copydetect's
+    own `boilerplate=` argument: 0.5.0 finds the positions to drop with np.intersect1d(assume_unique=True)
+    on hashes that repeat (a stub's k-grams do) and can drop the wrong ones; and this way each
+    student's code is tokenized once, not again after the class-wide count."""
+    from copydetect.utils import get_token_coverage
+
+    dropped = fp.hashes & hashes
+    if dropped:
+        fp.hashes -= dropped
+        for h in dropped:
+            del fp.hash_idx[h]
+        fp.token_coverage = get_token_coverage(fp.hash_idx, fp.k, len(fp.filtered_code))
+    return fp
 
 
 def candidate_pairs(fingerprints):

@@ -113,7 +113,7 @@ def test_unreadable_notebook_costs_one_line(cli_run):
     code, out = cli_run
     assert code == 0
     assert [line for line in out.splitlines() if "broken" in line] == [
-        "skipped broken: the notebook cannot be read (NotJSONError)"]
+        "skipped broken: the notebook cannot be read (JSONDecodeError)"]
 
 
 def test_cli_writes_page_and_heatmap(sim_course, cli_run):
@@ -245,3 +245,13 @@ def test_bad_threshold_is_refused(sim_course, capsys):
         main(["--course", str(sim_course.root), "similarity", "--threshold", "2"])
     assert stop.value.code == 2
     assert "not between 0 and 1" in capsys.readouterr().err
+
+
+def test_cells_stored_as_lists_of_lines_are_read():
+    """The notebook format may store a cell's text as a list of lines; it is the same code."""
+    nb = {"cells": [{"cell_type": "code", "source": ["def f(x):\n", "    return x\n"],
+                     "metadata": {"nbgrader": {"grade_id": "f", "solution": True}}},
+                    {"cell_type": "code", "source": "x = 1",
+                     "metadata": {"nbgrader": {"grade_id": "t", "grade": True}}},
+                    "not a cell"]}
+    assert sim.solution_cells(nb) == {"f": "def f(x):\n    return x\n"}
