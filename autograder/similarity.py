@@ -24,6 +24,7 @@ import functools
 import html
 import io
 import json
+import re
 from itertools import combinations
 from typing import NamedTuple
 
@@ -189,30 +190,54 @@ def score_pairs(fingerprints):
     return sorted(pairs, key=lambda p: (-p.score, p.a, p.b))
 
 
-def score_matrix(students, pairs):
-    """Symmetric len(students)^2 matrix of pair scores (0 for unpaired, NaN on the diagonal)."""
+def score_matrix(students, pairs, compared):
+    """Symmetric len(students)^2 matrix of pair scores: 0 for pairs below MIN_OVERLAP, NaN on the
+    diagonal and for students not `compared` (nothing, or too little, of their own)."""
     index = {s: i for i, s in enumerate(students)}
     matrix = np.zeros((len(students), len(students)))
     np.fill_diagonal(matrix, np.nan)
+    for s in students:
+        if s not in compared:
+            matrix[index[s], :] = matrix[:, index[s]] = np.nan
     for p in pairs:
         matrix[index[p.a], index[p.b]] = matrix[index[p.b], index[p.a]] = p.score
     return matrix
 
 
-def highlighted(code, slices):
-    """`code` as HTML-escaped text with the `slices` (2 x m starts and ends) in <mark>: every
-    character the student wrote goes through html.escape, so no markup of theirs survives."""
-    spans = sorted((max(0, int(s)), min(len(code), int(e))) for s, e in zip(*slices)) if len(slices) else []
-    out, at = [], 0
-    for start, end in spans:
-        start = max(start, at)
-        if end <= start:
+def spans(slices, length):
+    """[(start, end)] of copydetect's 2 x m slices, sorted, clipped to the text."""
+    if len(slices) == 0 or len(slices[0]) == 0:
+        return []
+    return sorted((max(0, int(s)), min(length, int(e))) for s, e in zip(*slices))
+
+
+def highlighted(code, slices, start=0, end=None):
+    """code[start:end] as HTML-escaped text with the shared `slices` in <mark>: every character
+    the student wrote goes through html.escape, so no markup of theirs survives."""
+    end = len(code) if end is None else end
+    out, at = [], start
+    for s, e in spans(slices, len(code)):
+        s, e = max(s, at), min(e, end)
+        if e <= s:
             continue
-        out.append(html.escape(code[at:start]))
-        out.append(f"<mark>{html.escape(code[start:end])}</mark>")
-        at = end
-    out.append(html.escape(code[at:]))
+        out.append(html.escape(code[at:s]))
+        out.append(f"<mark>{html.escape(code[s:e])}</mark>")
+        at = e
+    out.append(html.escape(code[at:end]))
     return "".join(out)
+
+
+def cell_ranges(code):
+    """{grade_id: (start, end)} of each cell's text in written_code's output (by its headers)."""
+    heads = [(m.start(), m.group(1)) for m in re.finditer(r"^# --- (\S+)\n", code, flags=re.M)]
+    return {gid: (start, heads[i + 1][0] if i + 1 < len(heads) else len(code))
+            for i, (start, gid) in enumerate(heads)}
+
+
+def shared_cells(code, slices):
+    """Grade ids of the cells of `code` that hold some of the shared `slices`, in order."""
+    found = spans(slices, len(code))
+    return [gid for gid, (start, end) in cell_ranges(code).items() if any(s < end and e > start for s, e in found)]
 
 
 def text_table(pairs, top):

@@ -35,7 +35,7 @@ def similarity(course, top=10, threshold=0.3, common=sim.COMMON_FRACTION, echo=p
     students = sorted(codes)
     out = course.root / "reports" / course.assignment
     out.mkdir(parents=True, exist_ok=True)
-    png = heatmap(students, sim.score_matrix(students, pairs), out / "similarity.png")
+    png = heatmap(students, sim.score_matrix(students, pairs, fingerprints), out / "similarity.png")
     nothing = [s for s in students if not codes[s].strip()]
     only_common = [s for s in students if codes[s].strip() and s not in fingerprints]
     page = render_page(course.assignment, shown, codes, threshold, png.read_bytes(), nothing, only_common)
@@ -60,11 +60,12 @@ def heatmap(students, matrix, path):
     n = len(students)
     size = min(4 + 0.25 * n, 20)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap=cmap)
     if n <= 60:  # beyond that the names are unreadable: the page and the table name the pairs
         ax.set_xticks(range(n), students, rotation=90, fontsize=8)
         ax.set_yticks(range(n), students, fontsize=8)
-    ax.set_title("Shared distinctive code (score per pair)")
+    ax.set_title("Shared distinctive code (score per pair; grey: not compared)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -94,9 +95,15 @@ def render_page(assignment, pairs, codes, threshold, png_bytes, nothing, only_co
         parts.append(f"<p>No pair scores {threshold:g} or more.</p>")
     for rank, p in enumerate(pairs, 1):
         parts.append(f"<h2>{rank}. {esc(p.a)} and {esc(p.b)}: score {p.score:.2f}</h2><div class='pair'>")
-        for student, share, slices in ((p.a, p.share_a, p.slices_a), (p.b, p.share_b, p.slices_b)):
+        sides = ((p.a, p.share_a, p.slices_a), (p.b, p.share_b, p.slices_b))
+        shown = {gid for student, _, slices in sides for gid in sim.shared_cells(codes[student], slices)}
+        for student, share, slices in sides:
+            ranges = sim.cell_ranges(codes[student])
+            text = "".join(sim.highlighted(codes[student], slices, *ranges[gid]) for gid in ranges if gid in shown)
+            others = [gid for gid in ranges if gid not in shown]
+            rest = f"<p>Cells without shared code, not shown: {esc(', '.join(others))}</p>" if others else ""
             parts.append(f"<div><h3>{esc(student)}: {share:.0%} of their distinctive code is shared</h3>"
-                         f"<pre>{sim.highlighted(codes[student], slices)}</pre></div>")
+                         f"<pre>{text}</pre>{rest}</div>")
         parts.append("</div>")
     encoded = base64.b64encode(png_bytes).decode("ascii")
     parts.append(f"<h2>Every pair</h2><img alt='heatmap of pair scores' src='data:image/png;base64,{encoded}'>")

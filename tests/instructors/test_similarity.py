@@ -147,6 +147,11 @@ def test_class_wide_common_code_is_no_evidence(release_nb, source_nb):
     pairs = sim.score_pairs(sim.distinctive_fingerprints(codes, release))
     assert {pairs[0].a, pairs[0].b} == {"grace", "margaret"} and pairs[0].score > 0.9
     assert all(p.score < 0.5 for p in pairs[1:]), [(p.a, p.b, p.score) for p in pairs[1:]]
+    # the page shows the cells holding shared code, and names the others
+    from autograder.verbs.similarity import render_page
+    page = render_page("backprop", pairs[:1], codes, 0.3, b"", [], [])
+    assert "def loss_and_grad" in page and "def softmax(" not in page
+    assert "Cells without shared code, not shown: softmax, one_hot" in page
     # without the class-wide filter the reference cells would pair everyone (the filter matters)
     unfiltered = sim.score_pairs(sim.distinctive_fingerprints(codes, release, fraction=1.0))
     assert pair_score(unfiltered, "ada", "alan") > 0.9
