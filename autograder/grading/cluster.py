@@ -51,6 +51,14 @@ def worker_problem(sandbox):
     return ""
 
 
+def dask_setup(worker):
+    """`dask worker --preload autograder.grading.cluster`: the worker imports the grader and starts
+    the forkserver its jobs are forked from when it starts, not while its first job waits (the
+    imports hold the GIL for seconds, long enough to stall the worker's event loop)."""
+    from autograder.grading import job, jobs
+    jobs.start_forkserver(job.__name__)
+
+
 def grade_on_worker(course, student, submission, sandbox, seed, budget, seconds):
     """The Dask task: one submission graded on this worker, in a child process killed at `seconds`.
     Returns an Outcome, or a one-line string saying why there is none (as jobs.run does)."""
@@ -82,7 +90,7 @@ def connect(scheduler, workers=None):
     if scheduler == "local":
         with dask.config.set({"distributed.worker.daemon": False}):  # see DAEMON_HELP
             cluster = LocalCluster(n_workers=workers or multiprocessing.cpu_count(), threads_per_worker=1,
-                                   processes=True, dashboard_address=None)
+                                   processes=True, dashboard_address=None, preload=[__name__])
         try:
             with Client(cluster) as client:
                 yield client

@@ -29,8 +29,7 @@ def run(fn, work, *, workers, seconds):
     """Yield (job, result) as jobs finish, in completion order. `result` is fn(*job.args), or a
     one-line string saying why there is none (timed out, crashed, died). `work` may be a generator:
     a job is taken from it only when a slot is free, so a large class is never all in memory."""
-    ctx = get_context("forkserver")
-    ctx.set_forkserver_preload([fn.__module__])  # only before the forkserver starts; later a no-op
+    ctx = start_forkserver(fn.__module__)
     pending, running = iter(work), {}
     upcoming = next(pending, None)
     while upcoming is not None or running:
@@ -54,6 +53,16 @@ def run(fn, work, *, workers, seconds):
                 conn.close()
                 reap_stale()  # the cgroups its sandboxes could not close
                 yield job, f"timed out: the submission used up its time budget ({seconds:g} s in all); stopped"
+
+
+def start_forkserver(module):
+    """The forkserver jobs are forked from, started now with `module` imported once (a no-op once
+    it runs): a grading process started before any job runs pays the imports up front."""
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload([module])  # only before the forkserver starts; later a no-op
+    from multiprocessing import forkserver
+    forkserver.ensure_running()
+    return ctx
 
 
 def _result(conn, proc):

@@ -85,7 +85,8 @@ def dask_cluster(tmp_path_factory):
         _wait_for(scheduler_file.is_file, "dask scheduler", procs)
         for name in ("w0", "w1"):
             procs.append(_start([str(DASK), "worker", "--scheduler-file", str(scheduler_file), "--name", name,
-                                 "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard",
+                                 "--nthreads", "1", "--nworkers", "1",
+                                 "--preload", "autograder.grading.cluster", "--host", "127.0.0.1", "--no-dashboard",
                                  "--local-directory", str(root / name)], root, root / f"{name}.log"))
         address = json.loads(scheduler_file.read_text())["address"]
         with Client(address, timeout="30s") as watcher:
