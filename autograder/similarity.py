@@ -38,6 +38,9 @@ COMMON_MIN = 4  # ...if it is also in at least this many (a group of three who s
 # must share at least this many normalised characters (about 40 tokens, three or four lines) to count,
 # and a student with less distinctive code than that is "too little of their own to compare".
 MIN_OVERLAP = 4 * K
+# A whole solution is about 10,000 characters; a pasted blob past this is cut, so one submission
+# cannot make the report slow for the class (tokenizing costs about 1 s per 100,000 characters).
+MAX_CODE = 200_000
 
 
 class Pair(NamedTuple):
@@ -106,8 +109,21 @@ def read_class(course, echo=print):
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one student's problem
             echo(f"skipped {student}: the notebook cannot be read ({type(exc).__name__})")
             continue
+        submitted, cut = capped(submitted)
+        if cut:
+            echo(f"{student}: over {MAX_CODE:,} characters in the solution cells; only the first {MAX_CODE:,} "
+                 "are compared")
         codes[student] = written_code(submitted, release)
     return release, codes
+
+
+def capped(cells, limit=MAX_CODE):
+    """(cells cut to at most `limit` characters in all, in order; whether anything was cut)."""
+    out, left = {}, limit
+    for gid, source in cells.items():
+        out[gid] = source[:left]
+        left -= len(out[gid])
+    return out, sum(map(len, cells.values())) > limit
 
 
 def fingerprint(code):

@@ -260,3 +260,9 @@ def test_cells_stored_as_lists_of_lines_are_read():
                      "metadata": {"nbgrader": {"grade_id": "t", "grade": True}}},
                     "not a cell"]}
     assert sim.solution_cells(nb) == {"f": "def f(x):\n    return x\n"}
+
+
+def test_a_huge_submission_is_cut_with_one_line():
+    cells, cut = sim.capped({"a": "x" * 10, "b": "y" * 10, "c": "z"}, limit=15)
+    assert cut and cells == {"a": "x" * 10, "b": "y" * 5, "c": ""}
+    assert sim.capped({"a": "x"}, limit=15) == ({"a": "x"}, False)
