@@ -4,6 +4,7 @@ training       one epoch of the 784-128-10 network: numpy f64/f32, per-row loop,
 hidden_checks  the test cells of one submission, in-process
 grading        seconds per submission through release, grade (production path, 1/2 workers), feedback;
                one submission's job stage by stage (stages.py)
+cluster        the Dask path against the local pool at the same cores; 10,000-submission projection
 
 --quick is a smoke run (few repetitions, 4 submissions); its results go to benchmarks/results/quick/,
 which git ignores, so the committed full results stay as they are.
@@ -11,7 +12,7 @@ which git ignores, so the committed full results stay as they are.
 import argparse
 import time
 
-NAMES = ("training", "hidden_checks", "grading")
+NAMES = ("training", "hidden_checks", "grading", "cluster")
 
 
 def main(argv=None):
@@ -20,8 +21,8 @@ def main(argv=None):
     parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
     args = parser.parse_args(argv)
-    from benchmarks import common, grading, hidden_checks, training
-    modules = {"training": training, "hidden_checks": hidden_checks, "grading": grading}
+    from benchmarks import cluster, common, grading, hidden_checks, training
+    modules = {"training": training, "hidden_checks": hidden_checks, "grading": grading, "cluster": cluster}
     for name in args.only or NAMES:
         print(f"\n=== {name}{' (quick)' if args.quick else ''}", flush=True)
         start = time.perf_counter()
