@@ -85,9 +85,14 @@ class Lateness:
     (the due date, an extension or a manual grade changed since): `grade` must run again."""
 
     def __init__(self, course, gb):
+        from nbgrader.api import MissingEntry
+
         from autograder.grading.late import LatePolicy
 
-        self.due = deadlines.as_utc(gb.find_assignment(course.assignment).duedate)
+        try:
+            self.due = deadlines.as_utc(gb.find_assignment(course.assignment).duedate)
+        except MissingEntry:  # not generated into this gradebook yet: no due date either
+            self.due = None
         self.extensions = deadlines.assignment_entry(course.root, course.assignment)["extensions"]
         config = course.load_config()
         named = str(config.AssignLatePenalties.get("plugin_class", ""))
