@@ -56,8 +56,9 @@ c.Autograde.autograde_preprocessors = [
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "autograder.grading.pipeline.Reverify",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    "autograder.grading.manual.KeepManualGrades",  # SaveAutoGrades that keeps a TA's grades (manual.py)
     "autograder.grading.pipeline.SaveVerdictComments",
+    "autograder.grading.markscheme.ShowMarkScheme",  # the mark scheme under each written answer, for formgrader
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -86,6 +87,7 @@ c.LatePolicy.grace_minutes = 0
 c.GenerateFeedback.preprocessors = [
     "autograder.grading.feedback_page.TrustedFeedback",
     "nbgrader.preprocessors.GetGrades",
+    "autograder.grading.feedback_page.PendingFeedback",  # an answer awaiting a TA reads "awaiting grading"
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.markdown2html"}}
@@ -200,7 +202,7 @@ class Course:
 
 RESERVED_NAMES = frozenset({
     # the course root (the kit's files and nbgrader's)
-    "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json",
+    "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json", "graded_answers.json",
     "grades.csv", "grades.json", "reports", "exports", "exchange", "deadlines.json",
     # nbgrader's step folders and the folders of its exchange and zip_collect
     "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",

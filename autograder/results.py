@@ -39,8 +39,17 @@ def verdicts(course, student):
         return None
 
 
+def is_pending(grade):
+    """Whether a gradebook Grade awaits a TA (formgrader's queue): its score is not a mark yet, so
+    it must read as pending, never as 0."""
+    return bool(grade.needs_manual_grade)
+
+
 def collect_grades(course):
-    """(cells, {student: record}) from the gradebook, the verdicts and grading_status.json."""
+    """(cells, {student: record}) from the gradebook, the verdicts and grading_status.json.
+
+    A cell awaiting manual grading has score None and pending True; a record's `pending` lists
+    those cells, `provisional` says the total may still grow, and `score` sums the graded cells."""
     from nbgrader.api import Gradebook, MissingEntry
 
     cells = graded_cells(read_notebook(course.notebook(course.source)))
@@ -71,12 +80,17 @@ def collect_grades(course):
             for gid, points, kind in cells:
                 grade = by_id[gid]
                 verdict = (found or {}).get("cells", {}).get(gid, {})
-                record["cells"][gid] = {"score": grade.score, "max_score": points, "kind": kind,
-                                        "needs_manual_grade": bool(grade.needs_manual_grade),
+                pending = is_pending(grade)
+                record["cells"][gid] = {"score": None if pending else grade.score, "max_score": points, "kind": kind,
+                                        "needs_manual_grade": bool(grade.needs_manual_grade), "pending": pending,
                                         "status": verdict.get("status"), "in_kernel": verdict.get("in_kernel")}
-            record["score"] = notebook.score
+            record["pending"] = [gid for gid, cell in record["cells"].items() if cell["pending"]]
+            record["provisional"] = bool(record["pending"])
+            # the points graded so far: a cell awaiting a TA adds nothing (not even a score it had before)
+            record["score"] = notebook.score - sum(by_id[gid].score for gid in record["pending"])
             record.update(lateness.of(student, notebook, record["score"]))
     return cells, records
+
 
 class Lateness:
     """Each student's due date (extension included), submission time and late penalty, for

@@ -408,6 +408,47 @@ class TrustedFeedback(NbGraderPreprocessor):
         raise ValueError("TrustedFeedback runs only inside nbgrader's GenerateFeedback")
 
 
+AWAITING = ("**Awaiting grading.** Your grader has not marked this answer yet: the 0 shown for it is not a mark, "
+            "and your total is provisional until it is marked.")
+
+
+def pending_grades(db_url, notebook_id, assignment_id, student_id):
+    """grade_ids of a submission's cells awaiting a TA (formgrader's queue), in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from autograder.results import is_pending
+    with Gradebook(db_url) as gb:
+        try:
+            submission = gb.find_submission_notebook(notebook_id, assignment_id, student_id)
+        except MissingEntry:
+            return set()
+        return {g.name for g in submission.grades if is_pending(g)}
+
+
+def mark_pending(nb, resources, pending):
+    """After GetGrades: each pending cell's comment says it awaits grading (nbgrader's page shows its
+    score as 0 and would show a stale comment), and the heading says the total is provisional."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") in pending:
+            meta["comment"] = AWAITING
+    if pending:
+        count = len(pending)
+        info = resources["nbgrader"]
+        info["notebook"] = (f"{info['notebook']}: provisional, {count} answer{'s' if count > 1 else ''} "
+                            f"awaiting grading")
+    return nb, resources
+
+
+class PendingFeedback(NbGraderPreprocessor):
+    """GenerateFeedback's step after GetGrades: answers awaiting a TA read as pending (mark_pending)."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        pending = pending_grades(info["db_url"], info["notebook"], info["assignment"], info["student"])
+        return mark_pending(nb, resources, pending)
+
+
 def changed_answers(submitted_nb, autograded_nb, source_nb):
     """grade_ids of the solution cells whose code differs between the submission and the notebook
     that was graded (the student was collected again but not re-graded): verdicts of one notebook

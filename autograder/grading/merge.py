@@ -5,6 +5,7 @@ import shutil
 import time
 from dataclasses import asdict
 
+from autograder.grading import manual
 from autograder.results import STATUS_FILE
 
 
@@ -30,18 +31,37 @@ def merge(course, outcome):
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     with Gradebook(course.db_url) as gb:
-        gb.update_or_create_student(outcome.student)
+        _readable_name(gb.update_or_create_student(outcome.student))
         kwargs = {"timestamp": outcome.timestamp} if outcome.timestamp else {}
         gb.update_or_create_submission(course.assignment, outcome.student, **kwargs)
         notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, outcome.student)
         notebook.late_submission_penalty = outcome.late_penalty
+        old, new = manual.load_fingerprints(course.root, course.assignment, outcome.student), _answers(outcome)
         for grade in _locked(gb, Grade, notebook.id):
             if grade.name in outcome.grades:
-                grade.auto_score, needs_manual = outcome.grades[grade.name]
-                grade.needs_manual_grade = needs_manual or grade.manual_score is not None
+                auto_score, needs_manual = outcome.grades[grade.name]
+                written = grade.name in new or auto_score is None  # an answer cell, even one deleted
+                changed = manual.answer_changed(grade.name, old, new) if written else None
+                # a TA's grade survives the re-grade unless the answer it marked changed (manual.py)
+                manual.apply_regrade(grade, auto_score, needs_manual, written, changed)
         for comment in _locked(gb, Comment, notebook.id):
             comment.auto_comment = outcome.comments.get(comment.name, comment.auto_comment)
         gb.db.commit()
+    manual.save_fingerprints(course.root, course.assignment, outcome.student, new)
+
+
+def _answers(outcome):
+    """Fingerprints of the written answers in the outcome's autograded notebook (what a TA grades)."""
+    import nbformat
+    return manual.answer_fingerprints(nbformat.reads(outcome.notebook.decode(), as_version=4))
+
+
+def _readable_name(student):
+    """Without a roster, formgrader lists a student created here as "None, None": give them their id
+    as last name and an empty first name (formgrader shows "ada, "); a roster import sets real names,
+    and they are never overwritten here."""
+    if student.first_name is None and student.last_name is None:
+        student.last_name, student.first_name = student.id, ""
 
 
 def _locked(gb, model, notebook_id):

@@ -27,6 +27,7 @@ from autograder.testcells import read_notebook
 PREPROCESSORS = [
     "autograder.grading.feedback_page.TrustedFeedback",
     "nbgrader.preprocessors.GetGrades",
+    "autograder.grading.feedback_page.PendingFeedback",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 FILTERS = {"markdown2html": "autograder.grading.feedback_page.markdown2html"}

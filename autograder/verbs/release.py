@@ -1,4 +1,5 @@
 """`release`: build the course directory and the student version of the assignment."""
+from autograder import local_exchange
 from autograder.course import Course, CourseError, copy_sources, failure_line, open_api, write_config
 from autograder.gradebook_db import check_db_url, configured_db_url
 from autograder.seeds import ensure_secret
@@ -15,11 +16,13 @@ def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout
     course = course or Course()
     db_url = check_db_url(db_url) if db_url else configured_db_url(course.load_config())
     write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout, db_url=db_url)
+    local_exchange.configure(course)  # formgrader's "released" needs an exchange (local_exchange.py)
     ensure_secret(course.root)  # seeds every submission's hidden inputs; stays in the course root
     copy_sources(course, from_dir)
     result = open_api(course).generate_assignment(course.assignment)
     if not result["success"]:
         raise CourseError(f"generate_assignment failed: {failure_line(result)}")
+    local_exchange.publish(course)
     echo(f"Released '{course.assignment}'. Give students this folder: {course.release}")
     return course.release
 

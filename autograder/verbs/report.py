@@ -14,16 +14,51 @@ def pass_rates(cells, records):
     return rates
 
 
+def _mark(cell):
+    """A cell's points as the table shows them: the number, "pending" while it awaits a TA."""
+    return "pending" if cell.get("pending") else f"{cell['score']:g}"
+
+
 def table(cells, records):
-    """The text table: one row per student, one column per autograded test (points earned)."""
-    auto = [(gid, points) for gid, points, kind in cells if kind == "auto"]
-    header = ["student", "score"] + [gid.removeprefix("test_") for gid, _ in auto] + ["late", "status"]
+    """The text table: one row per student, one column per autograded test and per written answer
+    (points earned, or "pending"); `marking` says whether the score is final or still provisional."""
+    shown = [gid for gid, _, kind in cells if kind == "auto"] + [gid for gid, _, kind in cells if kind == "manual"]
+    header = ["student", "score", "marking"] + [gid.removeprefix("test_") for gid in shown] + ["late", "status"]
     rows = [header]
     for record in records.values():
         score = "-" if record["score"] is None else f"{record['score']:g}/{record['max_score']:g}"
-        marks = [f"{record['cells'][gid]['score']:g}" if record["cells"] else "-" for gid, _ in auto]
-        rows.append([record["student_id"], score] + marks + [late_text(record), record["status"]])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        marking = "-" if not record["cells"] else "provisional" if record.get("pending") else "final"
+        marks = [_mark(record["cells"][gid]) if record["cells"] else "-" for gid in shown]
+        rows.append([record["student_id"], score, marking] + marks + [late_text(record), record["status"]])
+    return _columns(rows)
+
+
+def written_answers(cells, records):
+    """{grade_id: {"points", "graded", "pending", "mean"}} for each written answer: how far manual
+    grading has come and how the graded answers scored (mean None until one is graded)."""
+    summary = {}
+    for gid, points, kind in cells:
+        if kind != "manual":
+            continue
+        graded = [r["cells"][gid]["score"] for r in records.values()
+                  if r["cells"] and not r["cells"][gid].get("pending")]
+        pending = sum(1 for r in records.values() if r["cells"] and r["cells"][gid].get("pending"))
+        summary[gid] = {"points": points, "graded": len(graded), "pending": pending,
+                        "mean": sum(graded) / len(graded) if graded else None}
+    return summary
+
+
+def written_table(summary):
+    """The written answers' table: per question, graded and pending counts and the mean mark."""
+    rows = [["written answer", "points", "graded", "pending", "mean"]]
+    for gid, item in summary.items():
+        mean = "-" if item["mean"] is None else f"{item['mean']:.2f}"
+        rows.append([gid, f"{item['points']:g}", str(item["graded"]), str(item["pending"]), mean])
+    return _columns(rows)
+
+
+def _columns(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in rows)
 
@@ -75,6 +110,9 @@ def report(course=None, echo=print):
     plt.close(fig)
 
     text = table(cells, records)
+    summary = written_answers(cells, records)
+    if summary:
+        text += "\n\n" + written_table(summary)
     (out / "grades.txt").write_text(text + "\n")
     echo(text)
     echo(f"plots: {out / 'grade_histogram.png'}, {out / 'test_pass_rates.png'}")

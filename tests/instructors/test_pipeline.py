@@ -67,26 +67,33 @@ def test_collect_took_every_student_from_folder_and_zip(graded_class):
 def test_grades_csv_has_the_contract_columns_and_exact_scores(graded_class):
     course, _, _, _ = graded_class
     rows = _csv(course)
-    assert list(rows[0]) == ["student_id", "score", "max_score", "derivation", *POINTS, "reflection_curves",
-                             "reflection_speed"]
+    assert list(rows[0])[:18] == ["student_id", "score", "max_score", "derivation", *POINTS, "reflection_curves",
+                                  "reflection_speed", "pending"]
     assert sorted(row["student_id"] for row in rows) == sorted(SAMPLE_CLASS)
     for row in rows:
         lost = LOST[row["student_id"]]
         expected = {cell: 0 if cell in lost else points for cell, points in POINTS.items()}
         got = {cell: float(row[cell]) for cell in POINTS}
         assert got == expected, row["student_id"]
-        assert float(row["score"]) == sum(expected.values())  # manual answers not graded yet: 0
+        assert float(row["score"]) == sum(expected.values())  # provisional: the written answers await a TA
         assert float(row["max_score"]) == 30
-        assert all(row[cell] == "0" for cell in MANUAL)
+        if row["student_id"] == "linus":  # handed the release back: nbgrader marks a blank answer 0 itself
+            assert all(row[cell] == "0" for cell in MANUAL) and row["pending"] == ""
+        else:
+            assert all(row[cell] == "" for cell in MANUAL)  # pending, not 0
+            assert row["pending"] == "derivation reflection_curves reflection_speed"
 
 
 def test_grades_json_has_per_cell_detail_and_status(graded_class):
     course, _, outcomes, _ = graded_class
     records = json.loads((course.root / "exports" / course.assignment / "grades.json").read_text())["students"]
     assert records["alan"]["cells"]["test_sce_grad"] == {
-        "score": 0.0, "max_score": 3.0, "kind": "auto", "needs_manual_grade": False, "status": "failed",
-        "in_kernel": "failed"}
+        "score": 0.0, "max_score": 3.0, "kind": "auto", "needs_manual_grade": False, "pending": False,
+        "status": "failed", "in_kernel": "failed"}
     assert records["ada"]["cells"]["derivation"]["needs_manual_grade"] is True
+    assert records["ada"]["cells"]["derivation"]["pending"] is True
+    assert records["ada"]["cells"]["derivation"]["score"] is None
+    assert records["ada"]["pending"] == list(MANUAL) and records["ada"]["provisional"] is True
     assert {r["status"] for r in records.values()} == {"graded"}
     assert all(outcome.ok and not outcome.tamper_cells for outcome in outcomes)
 
@@ -99,9 +106,12 @@ def test_feedback_names_each_test_with_its_message_and_hint(graded_class):
     assert "test_softmax passed" in alan
     linus = pages["linus"].read_text()
     assert "test_train failed: NotImplementedError" in linus
-    for student, page in pages.items():  # the header's total is the gradebook's (manual answers: 0 so far)
+    for student, page in pages.items():  # the header's total is the gradebook's, provisional until marked
         total = sum(points for cell, points in POINTS.items() if cell not in LOST[student])
-        assert f"<h4>assignment (Score: {float(total)} / 30.0)</h4>" in page.read_text(), student
+        text = page.read_text()
+        pending = "" if student == "linus" else ": provisional, 3 answers awaiting grading"  # linus: blank answers
+        assert f"<h4>assignment{pending} (Score: {float(total)} / 30.0)</h4>" in text, student
+        assert text.count("Awaiting grading.") == (0 if student == "linus" else 3), student
 
 
 def test_no_feedback_file_contains_a_hidden_test_line(graded_class):
@@ -124,10 +134,20 @@ def test_report_draws_both_plots_and_the_table(graded_class):
     for name in ("grade_histogram.png", "test_pass_rates.png"):
         data = (course.root / "reports" / course.assignment / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    table = (course.root / "reports" / course.assignment / "grades.txt").read_text().splitlines()
-    assert table[0].split()[:2] == ["student", "score"] and len(table) == 1 + len(SAMPLE_CLASS)
+    text = (course.root / "reports" / course.assignment / "grades.txt").read_text()
+    table, written = text.split("\n\n")
+    table = table.splitlines()
+    assert table[0].split()[:3] == ["student", "score", "marking"] and len(table) == 1 + len(SAMPLE_CLASS)
+    assert table[0].split()[-5:] == [*MANUAL, "late", "status"]
     alan = next(line for line in table if line.startswith("alan")).split()
-    assert alan[1] == "15/30"
+    assert alan[1:3] == ["15/30", "provisional"] and alan[-4:-1] == ["pending"] * 3  # late column empty
+    linus = next(line for line in table if line.startswith("linus")).split()
+    assert linus[1:3] == ["0/30", "final"] and linus[-4:-1] == ["0"] * 3
+    assert [line.split() for line in written.splitlines()] == [
+        ["written", "answer", "points", "graded", "pending", "mean"],
+        ["derivation", "4", "1", str(len(SAMPLE_CLASS) - 1), "0.00"],  # linus's blank answer: 0
+        ["reflection_curves", "2", "1", str(len(SAMPLE_CLASS) - 1), "0.00"],
+        ["reflection_speed", "2", "1", str(len(SAMPLE_CLASS) - 1), "0.00"]]
 
 
 def test_regrading_one_student_is_idempotent(graded_class, tmp_path):
