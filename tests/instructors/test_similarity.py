@@ -266,3 +266,10 @@ def test_a_huge_submission_is_cut_with_one_line():
     cells, cut = sim.capped({"a": "x" * 10, "b": "y" * 10, "c": "z"}, limit=15)
     assert cut and cells == {"a": "x" * 10, "b": "y" * 5, "c": ""}
     assert sim.capped({"a": "x"}, limit=15) == ({"a": "x"}, False)
+
+
+def test_no_submissions_is_one_clear_line(released_course, capsys):
+    from autograder.__main__ import main
+    assert main(["--course", str(released_course.root), "similarity"]) == 2
+    assert "error: no readable submissions" in capsys.readouterr().err
+    assert not (released_course.root / "reports" / released_course.assignment / "similarity.html").exists()
