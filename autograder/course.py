@@ -189,10 +189,12 @@ class Course:
         return PyFileConfigLoader(self.config_file.name, path=str(self.root)).load_config()
 
     def require_release(self):
-        from autograder.gradebook_db import sqlite_path
+        from autograder.gradebook_db import check_driver, sqlite_path
         sqlite_file = sqlite_path(self.db_url) if self.config_file.is_file() else None
         if not self.config_file.is_file() or (sqlite_file is not None and not sqlite_file.is_file()):
             raise CourseError(f"{self.root} is not a released course: run `python -m autograder release` first")
+        if sqlite_file is None:
+            check_driver(self.db_url, self.config_file.name)
         if not self.source.is_dir():
             known = ", ".join(self.assignments()) or "none"
             source = "" if self.assignment == ASSIGNMENT else " --from DIR"

@@ -83,6 +83,22 @@ def check_db_url(url):
     return url
 
 
+def check_driver(url, where="nbgrader_config.py"):
+    """A CourseError with one line if the Python driver of the database `url` cannot be loaded
+    (a URL written by hand: SQLAlchemy's default for postgresql:// is psycopg 3, not installed)."""
+    from sqlalchemy.engine import make_url
+
+    from autograder.course import CourseError
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ModuleNotFoundError as exc:
+        raise CourseError(f"the gradebook database {shown(url)} ({where}) needs the Python module {exc.name!r}, "
+                          f"which is not installed: write it as postgresql+psycopg2://...") from None
+    except Exception as exc:  # noqa: BLE001 - an unparsable URL or an unknown database kind
+        raise CourseError(f"the gradebook database URL in {where} is not usable: {type(exc).__name__}: "
+                          f"{str(exc)[:160]}") from None
+
+
 def gradebook_snapshot(course, path):
     """A SQLite copy of the course's gradebook at `path`, whatever database holds it: what grading
     jobs grade against. Consistent even while TAs write (SQLite's backup API; for another database

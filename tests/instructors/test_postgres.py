@@ -5,6 +5,7 @@ nbgrader reads and writes the same database; a TA grading by hand while grading 
 A throwaway PostgreSQL server (tests/postgres_server.py) is started once for this file."""
 import csv
 import dataclasses
+import importlib.util
 import subprocess
 import sys
 import threading
@@ -152,6 +153,18 @@ def test_a_database_that_cannot_be_reached_is_one_line_and_writes_nothing(postgr
         "error: --db mysql://u:***@host/db: a mysql database is not supported; use postgresql://... or sqlite:///..."]
 
 
+def test_a_hand_written_postgresql_url_without_its_driver_is_one_line(tmp_path):
+    """`c.CourseDirectory.db_url = "postgresql://..."` typed into the config: SQLAlchemy's default
+    driver for it (psycopg 3) is not the kit's, and every verb says how to write it."""
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg 3 is installed here: postgresql:// works as written")
+    course = Course(tmp_path / "course")
+    course.source.mkdir(parents=True)
+    course.config_file.write_text('c = get_config()\nc.CourseDirectory.db_url = "postgresql://ta@dbhost/grades"\n')
+    with pytest.raises(CourseError, match=r"needs the Python module 'psycopg'.*postgresql\+psycopg2://"):
+        course.require_release()
+
+
 # --- several writers at once ------------------------------------------------------------------------
 
 @pytest.fixture
@@ -270,3 +283,22 @@ def test_concurrent_writers_lose_no_update(merged_course):
             assert grade.manual_score == manual(rounds - 1, i), (student, cell)
             first = outcomes[student].grades[cell][0]
             assert grade.auto_score == auto(rounds, first), (student, cell)
+
+
+def test_the_jobs_snapshot_holds_the_postgres_gradebook_as_it_is(merged_course, tmp_path):
+    """What grading jobs grade against: a SQLite copy with the course's rows, a TA's grade included."""
+    from nbgrader.api import Gradebook
+
+    from autograder.gradebook_db import gradebook_snapshot, sqlite_url
+    course, _ = merged_course
+    with Gradebook(course.db_url) as gb:
+        gb.find_grade("derivation", course.notebook_name, course.assignment, "donald").manual_score = 2.5
+        gb.db.commit()
+    snapshot = gradebook_snapshot(course, tmp_path / "snapshot.db")
+    with Gradebook(sqlite_url(snapshot)) as gb:
+        assert sorted(s.id for s in gb.students) == sorted(CLASS)
+        assert [a.name for a in gb.assignments] == [course.assignment]
+        donald = gb.find_submission_notebook(course.notebook_name, course.assignment, "donald")
+        scores = {g.name: (g.auto_score, g.manual_score) for g in donald.grades}
+    assert scores["derivation"] == (None, 2.5)
+    assert scores["test_softmax"] == (2.0, None)
