@@ -12,7 +12,7 @@ from unittest import mock
 
 from nbgrader import utils
 
-from autograder.notebook import read_notebook, test_cells  # noqa: F401 - re-exported for the tests
+from autograder.notebook import read_notebook, split_hidden, test_cells  # noqa: F401 - re-exported for the tests
 from autograder.seeds import SEED_VARIABLE
 
 # The functions students write in the kit's assignment, in notebook order (CONTRACT.md);
@@ -62,6 +62,26 @@ def student_functions(source_nb):
         names += [node.name for node in tree.body
                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in names]
     return tuple(names)
+
+
+def convention_problems(source_nb, config=None):
+    """What in a source notebook the grader could not grade, one line each ([] when none): the
+    conventions the out-of-kernel verifier relies on (setup_source, student_functions, split_hidden).
+    Caught at release, before any student is graded 0 for the notebook's fault."""
+    problems = []
+    if not any(c.cell_type == "code" and grade_id(c) == "imports" for c in source_nb.cells):
+        problems.append("no code cell has grade_id 'imports': the grader runs that cell (the imports the tests "
+                        "use) before the tests")
+    tests = test_cells(source_nb)
+    for test in tests:
+        try:
+            split_hidden(test.source, config)
+        except ValueError as exc:
+            problems.append(f"test cell {test.grade_id}: {exc}")
+    if tests and not student_functions(source_nb):
+        problems.append("no solution cell defines a function with `def`: the grader calls the students' "
+                        "functions by name, and the tests have none to call")
+    return problems
 
 
 def grader_seed(seed):

@@ -1,8 +1,11 @@
 """`release`: build the course directory and the student version of the assignment."""
+from pathlib import Path
+
 from autograder import local_exchange
 from autograder.course import Course, CourseError, copy_sources, failure_line, open_api, write_config
 from autograder.gradebook_db import check_db_url, configured_db_url
 from autograder.seeds import ensure_secret
+from autograder.testcells import convention_problems, read_notebook
 
 
 def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout=None, db_url=None, echo=print):
@@ -14,6 +17,7 @@ def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout
     Returns the release folder (what students receive).
     """
     course = course or Course()
+    check_conventions(course, from_dir)
     db_url = check_db_url(db_url) if db_url else configured_db_url(course.load_config())
     write_config(course, cell_timeout=cell_timeout, submission_timeout=submission_timeout, db_url=db_url)
     local_exchange.configure(course)  # formgrader's "released" needs an exchange (local_exchange.py)
@@ -25,6 +29,23 @@ def release(course=None, *, from_dir=None, cell_timeout=None, submission_timeout
     local_exchange.publish(course)
     echo(f"Released '{course.assignment}'. Give students this folder: {course.release}")
     return course.release
+
+
+def check_conventions(course, from_dir=None):
+    """Refuse, before anything is written, an assignment notebook the grader could not grade: one
+    line naming its first problem (testcells.convention_problems)."""
+    folder = Path(from_dir) if from_dir is not None else course.source
+    notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+    if len(notebooks) != 1:
+        return  # copy_sources says what is wrong with the folder
+    try:
+        problems = convention_problems(read_notebook(notebooks[0]), course.load_config())
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same problem for the instructor
+        raise CourseError(f"{notebooks[0]} is not a readable notebook ({type(exc).__name__}: "
+                          f"{str(exc)[:120]})") from None
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CourseError(f"{notebooks[0].name} cannot be graded by this kit: {problems[0]}{more}")
 
 
 HELP = "build the course and the student version of an assignment"

@@ -316,3 +316,43 @@ def test_regrading_one_assignment_leaves_the_other_untouched(term):
     assert page.is_file()
     assert _gradebook(logreg, "alan") == {**{cell: (points, False) for cell, points in LOGREG_SCORES["alan"].items()},
                                           "why_mean": (0.0, False)}
+
+
+def _broken_fixture(folder, breakage):
+    """A copy of the logreg fixture with one convention broken."""
+    nb = read_notebook(FIXTURE / "logreg.ipynb")
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if breakage == "imports" and gid == "imports":
+            cell.metadata["nbgrader"]["grade_id"] = "setup"
+        elif breakage == "unclosed" and gid == "test_gradient":
+            cell.source = cell.source[:cell.source.rindex("### END HIDDEN TESTS")]
+        elif breakage == "no_def" and gid in ("sigmoid", "logistic_loss_and_grad"):
+            cell.source = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "logreg.ipynb"))
+    (folder / "logreg_helpers.py").write_text((FIXTURE / "logreg_helpers.py").read_text())
+    return folder
+
+
+@pytest.mark.parametrize("breakage, says", [
+    ("imports", "no code cell has grade_id 'imports'"),
+    ("unclosed", "test cell test_gradient: a hidden-test block is never closed"),
+    ("no_def", "no solution cell defines a function with `def`"),
+])
+def test_release_refuses_a_notebook_the_grader_could_not_grade(tmp_path, breakage, says):
+    from autograder.course import CourseError
+    course = Course(tmp_path / "course", "logreg")
+    with pytest.raises(CourseError) as refused:
+        release(course, from_dir=_broken_fixture(tmp_path / "broken", breakage), echo=quiet)
+    message = str(refused.value)
+    assert message.startswith("logreg.ipynb cannot be graded by this kit: ") and says in message, message
+    assert "\n" not in message
+    assert not course.root.exists()  # refused before anything was written
+
+
+def test_both_notebooks_follow_the_conventions():
+    from autograder.testcells import convention_problems
+    kit = Path(__file__).resolve().parents[2] / "assignment.ipynb"
+    assert convention_problems(read_notebook(kit)) == []
+    assert convention_problems(read_notebook(FIXTURE / "logreg.ipynb")) == []
