@@ -81,7 +81,55 @@ def convention_problems(source_nb, config=None):
     if tests and not student_functions(source_nb):
         problems.append("no solution cell defines a function with `def`: the grader calls the students' "
                         "functions by name, and the tests have none to call")
+    return problems + _unknown_names(source_nb, tests)
+
+
+# What the kernel offers every cell besides the builtins (the worker answers them too).
+KERNEL_NAMES = frozenset({"get_ipython", "display", "In", "Out", "exit", "quit"})
+
+
+def _unknown_names(source_nb, tests):
+    """A test cell that reads a name the grader's namespace never holds fails for every student (as
+    'tamper suspected' where the kernel, which ran the cell defining it, passed): the grader runs the
+    imports cell, the test cells in order and binds the students' functions -- no other cell.
+    Bindings count anywhere in a cell, whatever the scope: only names nothing could bind are flagged."""
+    setup = next((c.source for c in source_nb.cells if c.cell_type == "code" and grade_id(c) == "imports"), "")
+    known = set(dir(builtins)) | KERNEL_NAMES | set(student_functions(source_nb))
+    problems = []
+    for label, source in [("imports", setup)] + [(f"test cell {test.grade_id}", test.source) for test in tests]:
+        try:
+            bound, used, star = _names(strip_magics(source))
+        except SyntaxError as exc:
+            problems.append(f"{label} is not valid Python (line {exc.lineno}: {exc.msg})")
+            continue
+        if star:  # `from x import *` binds names no reading of the source can list
+            return problems
+        missing = sorted(used - bound - known)
+        if missing and label != "imports":
+            problems.append(f"{label} uses {', '.join(missing[:5])}, which no test cell, the imports cell or a "
+                            "student function defines (the grader runs no other cell)")
+        known |= bound
     return problems
+
+
+def _names(source):
+    """(names bound anywhere, names read anywhere, whether it star-imports) of Python source."""
+    bound, used, star = set(), set(), False
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name):
+            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            star = star or node.name == "*"
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+    return bound, used, star
 
 
 def grader_seed(seed):

@@ -329,6 +329,8 @@ def _broken_fixture(folder, breakage):
             cell.source = cell.source[:cell.source.rindex("### END HIDDEN TESTS")]
         elif breakage == "no_def" and gid in ("sigmoid", "logistic_loss_and_grad"):
             cell.source = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"
+        elif breakage == "other_cell" and gid == "test_loss_value":  # X_blobs: the locked train_demo cell's
+            cell.source += "\nassert X_blobs.shape == (100, 2)"
     folder.mkdir()
     nbformat.write(nb, str(folder / "logreg.ipynb"))
     (folder / "logreg_helpers.py").write_text((FIXTURE / "logreg_helpers.py").read_text())
@@ -339,6 +341,7 @@ def _broken_fixture(folder, breakage):
     ("imports", "no code cell has grade_id 'imports'"),
     ("unclosed", "test cell test_gradient: a hidden-test block is never closed"),
     ("no_def", "no solution cell defines a function with `def`"),
+    ("other_cell", "test cell test_loss_value uses X_blobs, which no test cell, the imports cell or a student"),
 ])
 def test_release_refuses_a_notebook_the_grader_could_not_grade(tmp_path, breakage, says):
     from autograder.course import CourseError
