@@ -19,6 +19,14 @@ status change (ctime) of the collected notebook and of every folder between it a
 folder, never later than the collect itself. The kernel sets ctime to the current time on every
 write, rename, link or chmod and offers no call to set it back, so a student can make their
 submission look later, never earlier.
+
+Which entry is a student's latest is decided the same way: by the entry folder's ctime, not by the
+time in its name (anyone can plant "ada+backprop+2099-..." in the inbound folder, and nbgrader's
+choice by name would then ignore everything ada submits). An entry owned by the student it names
+wins over one owned by someone else, a real folder over a link; an entry that another hub user
+owns is refused when the student is a Unix user of their own (on a hub where everyone is the same
+Unix user, e.g. jovyan, ownership tells nothing: the folder's owner stays a warning on the line,
+and only the ctime order protects).
 """
 import datetime as dt
 import errno
@@ -121,14 +129,24 @@ class KitExchangeCollect(ExchangeCollect):
     lines = Dict(help="student (or '? name') -> the line a TA reads; filled by copy_files")
 
     def _path_to_record(self, path):
-        """nbgrader's record of an inbound entry; a name nbgrader cannot read a time from is
-        recorded (and refused later) instead of stopping the whole collect."""
+        """nbgrader's record of an inbound entry, its time the entry's ctime (the name's is kept as
+        "claimed"), with its owner and whether it is a real folder; a name nbgrader cannot read a
+        time from is recorded (and refused later) instead of stopping the whole collect."""
         try:
-            return super()._path_to_record(path)
+            record = super()._path_to_record(path)
         except Exception as exc:  # noqa: BLE001 - any parser error: the name is the student's doing
             name = os.path.basename(path)
-            return {"username": name.split("+", 1)[0], "filename": name, "timestamp": UNREADABLE,
-                    "unreadable": intake._short(exc)}
+            record = {"username": name.split("+", 1)[0], "filename": name, "timestamp": UNREADABLE,
+                      "unreadable": intake._short(exc)}
+        record.update(_entry_facts(path))
+        if record.get("unreadable"):
+            record["timestamp"] = UNREADABLE
+        return record
+
+    def _sort_by_timestamp(self, records):
+        """A student's entries, the one to collect first (nbgrader takes the first): the student's
+        own before anyone else's, a folder before a link or file, then the latest ctime."""
+        return sorted(records, key=_preference, reverse=True)
 
     def copy_files(self):
         course = Course(self.coursedir.root, self.coursedir.assignment_id)
@@ -140,6 +158,11 @@ class KitExchangeCollect(ExchangeCollect):
         try:
             for record in sorted(self.src_records, key=lambda r: r["filename"]):
                 found, owner = _entry_items(inbound, record, now)
+                if self.check_owner and (other := _other_user(record["username"], owner)):
+                    # planted by another hub user: never graded as this student's work
+                    found = [intake.Rejected(record["username"], record["filename"],
+                                             f"its exchange folder belongs to {other}, another hub user")]
+                    owner = None
                 items.extend(found)
                 owners[record["username"]] = owner
             lines = intake._collect_candidates(course, items, [])
@@ -154,6 +177,49 @@ class KitExchangeCollect(ExchangeCollect):
             level = logging.INFO if lines[student].startswith("collected") and "warning" not in lines[student] \
                 else logging.WARNING
             self.log.log(level, "%s: %s", student, lines[student])
+
+
+def _entry_facts(path):
+    """What the kernel, not the student, says about an inbound entry: its ctime (as nbgrader's
+    naive UTC), owner and whether it is a folder (not a link). lstat: a link is not followed."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return {"timestamp": UNREADABLE, "uid": None, "folder": False}
+    ctime = dt.datetime.fromtimestamp(info.st_ctime, dt.timezone.utc).replace(tzinfo=None)
+    return {"timestamp": ctime, "uid": info.st_uid, "folder": stat.S_ISDIR(info.st_mode)}
+
+
+def _user_name(uid):
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, TypeError):
+        return None
+
+
+def _preference(record):
+    """Sort key of a student's inbound entries: higher is collected first."""
+    own = record.get("uid") is not None and _user_name(record["uid"]) == record["username"]
+    usable = bool(record.get("folder")) and not record.get("unreadable")
+    return own, usable, record["timestamp"]
+
+
+def _other_user(student, uid):
+    """The name of the hub user who owns `student`'s entry when that is provably someone else: the
+    owner is not root or whoever runs collect, and `student` is a Unix user of their own here (on a
+    hub where everyone is one user, e.g. jovyan, ownership proves nothing and this says "")."""
+    import pwd
+
+    if uid is None or uid in (0, os.getuid()):
+        return ""
+    owner = _user_name(uid)
+    try:
+        own_uid = pwd.getpwnam(student).pw_uid
+    except KeyError:
+        return ""
+    return owner if owner and own_uid != uid else ""
 
 
 def _owner_warning(student, uid):
