@@ -295,9 +295,10 @@ def test_cli_exports_the_second_assignment(term):
     assert "logreg" in result.stdout
 
 
-def test_a_verb_on_an_unknown_assignment_names_the_course_assignments(term):
+@pytest.mark.parametrize("verb", [["export"], ["grade"], ["feedback"], ["report"], ["collect", "."]])
+def test_a_verb_on_an_unknown_assignment_names_the_course_assignments(term, verb):
     backprop, *_ = term
-    result = _cli(backprop, "--assignment", "nosuch", "export")
+    result = _cli(backprop, verb[0], "--assignment", "nosuch", *verb[1:])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
