@@ -32,7 +32,9 @@ def run(fn, work, *, workers, seconds):
     ctx = start_forkserver(fn.__module__)
     pending, running = iter(work), {}
     upcoming = next(pending, None)
-    while upcoming is not None or running:
+
+    def fill_free_slots():
+        nonlocal upcoming
         while upcoming is not None and len(running) < workers:
             receive, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_child, args=(fn, upcoming.args, send), name=f"grade {upcoming.key}")
@@ -40,10 +42,14 @@ def run(fn, work, *, workers, seconds):
             send.close()
             running[receive] = (proc, upcoming, time.monotonic() + seconds)
             upcoming = next(pending, None)
+
+    fill_free_slots()
+    while running:
         soonest = min(deadline for _, _, deadline in running.values())
+        finished = []
         for conn in wait(list(running), timeout=max(0.0, soonest - time.monotonic())):
             proc, job, _ = running.pop(conn)
-            yield job, _result(conn, proc)
+            finished.append((job, _result(conn, proc)))
         now = time.monotonic()
         for conn, (proc, job, deadline) in list(running.items()):
             if now >= deadline:
@@ -52,7 +58,10 @@ def run(fn, work, *, workers, seconds):
                 proc.join()
                 conn.close()
                 reap_stale()  # the cgroups its sandboxes could not close
-                yield job, f"timed out: the submission used up its time budget ({seconds:g} s in all); stopped"
+                finished.append((job, f"timed out: the submission used up its time budget ({seconds:g} s in all); "
+                                      "stopped"))
+        fill_free_slots()  # before the caller spends time on the results (merging them): no slot waits
+        yield from finished
 
 
 def start_forkserver(module):
