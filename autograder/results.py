@@ -40,9 +40,10 @@ def verdicts(course, student):
 
 
 def is_pending(grade):
-    """Whether a gradebook Grade awaits a TA (formgrader's queue): its score is not a mark yet, so
-    it must read as pending, never as 0."""
-    return bool(grade.needs_manual_grade)
+    """Whether a gradebook Grade awaits a TA: in formgrader's queue with no mark at all (neither the
+    autograder's nor a TA's), so its 0 is not a mark and must read as pending. A flagged cell that
+    has a mark (nbgrader's "needs review") keeps showing that mark."""
+    return bool(grade.needs_manual_grade) and grade.manual_score is None and grade.auto_score is None
 
 
 def collect_grades(course):

@@ -314,6 +314,26 @@ def test_a_regrade_keeps_the_manual_grades_out_of_the_queue(course, formgrader, 
     assert _csv(course)[TA]["score"] == "28.5"
 
 
+def _nbgrader(course, *args):
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_plain_nbgrader_autograde_keeps_them_too_and_generate_feedback_force_shows_them(course, graded_by_ta):
+    """The same rule when nbgrader's own autograde re-grades (formgrader's Autograde button runs it),
+    and the README's `nbgrader generate_feedback ... --force` rebuilds the page with the TA's marks."""
+    if not sandbox_ok():
+        pytest.skip("the course's config sandboxes kernels and bubblewrap is missing")
+    _nbgrader(course, "autograde", course.assignment, "--student", TA, "--force")
+    grades = _grades(course, TA)
+    assert {gid: grades[gid][:2] for gid in WRITTEN} == {gid: (float(p), False) for gid, p in MARKS.items()}
+    assert grades["derivation"][2] == COMMENT
+    _nbgrader(course, "generate_feedback", course.assignment, "--student", TA, "--force")
+    page = (course.feedback(TA) / f"{course.notebook_name}.html").read_text()
+    assert "ReLU mask is used but never defined" in page and "<h4>assignment (Score: 28.5 / 30.0)</h4>" in page
+
+
 def test_a_changed_answer_goes_back_to_the_queue(course, graded_by_ta, tmp_path):
     """ada hands in again with another derivation: that mark belonged to other text, so it is
     cleared (the comment stays for the TA); her unchanged reflections keep their marks."""
@@ -327,3 +347,12 @@ def test_a_changed_answer_goes_back_to_the_queue(course, graded_by_ta, tmp_path)
     export(course, echo=quiet)
     row = _csv(course)[TA]
     assert row["derivation"] == "" and row["pending"] == "derivation" and row["score"] == "25.5"
+
+
+def test_nbgrader_export_and_the_kits_export_keep_their_own_files(course, graded_by_ta):
+    kit_csv, _ = export(course, echo=quiet)
+    ours = kit_csv.read_text()
+    _nbgrader(course, "export")
+    theirs = (course.root / "grades.csv").read_text()
+    assert kit_csv == course.root / "exports" / course.assignment / "grades.csv"
+    assert kit_csv.read_text() == ours and theirs.startswith("assignment,duedate,timestamp,student_id")
