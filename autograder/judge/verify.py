@@ -56,30 +56,36 @@ class Verification:
 # ---------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _trusted_module(name, path):
-    """sys.modules[name] is the module loaded from `path` while the block runs."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    saved = sys.modules.get(name)
-    sys.modules[name] = module
+def _assignment_modules(source_dir):
+    """While the block runs, imports find the assignment's own modules in its source folder first, as
+    the kernel finds them beside the notebook (a helper module may import a sibling, or be a package);
+    never from the submission. Before, a module of the same name loaded earlier in this process (the
+    kit's helpers, another assignment's) is set aside; after, these are forgotten and it is put back."""
+    folder = str(Path(source_dir).resolve())
+    names = {p.stem for p in Path(folder).glob("*.py")} | {
+        p.name for p in Path(folder).iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+
+    def ours(module_name):
+        return module_name.split(".")[0] in names
+
+    saved = {name: sys.modules.pop(name) for name in [n for n in sys.modules if ours(n)]}
+    sys.path.insert(0, folder)
+    importlib.invalidate_caches()
     try:
-        yield module
+        yield
     finally:
-        if saved is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = saved
+        sys.path.remove(folder)
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def grader_namespace(setup, source_dir, session):
     """The test cells' namespace: the imports cell run here, with the assignment's own Python
-    files (helpers.py) imported from the source folder, never from the submission; every student
+    modules (helpers.py) imported from the source folder, never from the submission; every student
     function a Proxy."""
     namespace = {"__name__": "__main__"}
-    with contextlib.ExitStack() as stack:
-        for path in sorted(Path(source_dir).glob("*.py")):
-            stack.enter_context(_trusted_module(path.stem, path))
+    with _assignment_modules(source_dir):
         exec(compile(setup, "<imports>", "exec"), namespace)
     for name in session.functions:
         namespace[name] = Proxy(session, name)

@@ -360,3 +360,37 @@ def test_both_notebooks_follow_the_conventions():
     kit = Path(__file__).resolve().parents[2] / "assignment.ipynb"
     assert convention_problems(read_notebook(kit)) == []
     assert convention_problems(read_notebook(FIXTURE / "logreg.ipynb")) == []
+
+
+def test_helper_modules_may_import_each_other(tmp_path):
+    """The grader imports an assignment's helpers as the kernel does: a helper module may import a
+    sibling module or a package of the source folder; afterwards the grader's process forgets them."""
+    import shutil
+
+    from autograder.judge.verify import verify
+    source = tmp_path / "logreg"
+    shutil.copytree(FIXTURE, source)
+    helpers = (source / "logreg_helpers.py").read_text()
+    blobs = helpers[helpers.index("def make_blobs"):helpers.index("def numerical_gradient")]
+    (source / "logreg_data").mkdir()
+    (source / "logreg_data" / "__init__.py").write_text("import numpy as np\n\n\n" + blobs)
+    (source / "logreg_checks.py").write_text("from logreg_helpers import assert_close  # noqa: F401\n")
+    (source / "logreg_helpers.py").write_text(helpers.replace(blobs, "").replace(
+        "import numpy as np\n", "import numpy as np\n\nfrom logreg_data import make_blobs  # noqa: F401\n", 1))
+    nb = read_notebook(source / "logreg.ipynb")
+    imports = next(cell for cell in nb.cells if cell.metadata["nbgrader"]["grade_id"] == "imports")
+    old = "from logreg_helpers import assert_close, make_blobs"
+    assert old in imports.source
+    imports.source = imports.source.replace(old, "from logreg_checks import assert_close\n"
+                                                 "from logreg_helpers import make_blobs")
+    nbformat.write(nb, str(source / "logreg.ipynb"))
+    submission = tmp_path / "ada.ipynb"
+    nbformat.write(_logreg_submission(nb, {"sigmoid": SIGMOID, "logistic_loss_and_grad": LOSS_DW_SUMMED}),
+                   str(submission))
+
+    result = verify(source / "logreg.ipynb", submission, tmp_path / "work", sandbox=sandbox_ok(), seed=7)
+    assert not result.load_errors and not result.notes, (result.load_errors, result.notes)
+    assert {gid: verdict.passed for gid, verdict in result.cells.items()} == \
+        {"test_sigmoid": True, "test_loss_value": True, "test_gradient": False}
+    assert not {"logreg_helpers", "logreg_data", "logreg_checks"} & set(sys.modules)
+    assert str(source) not in sys.path
