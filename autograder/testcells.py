@@ -109,6 +109,31 @@ def _unknown_names(source_nb, tests):
             problems.append(f"{label} uses {', '.join(missing[:5])}, which no test cell, the imports cell or a "
                             "student function defines (the grader runs no other cell)")
         known |= bound
+    return problems + _unknown_in_solutions(source_nb, setup)
+
+
+def _unknown_in_solutions(source_nb, setup):
+    """The same for the reference solution: the worker that runs a student's code loads the imports
+    cell and the student's cells only, so an answer relying on a name another locked cell defines
+    would fail there for every student."""
+    codes = {gid: strip_magics(code) for gid, code in reference_solutions(source_nb).items()}
+    try:
+        known = set(dir(builtins)) | KERNEL_NAMES | _names(strip_magics(setup))[0]
+    except SyntaxError:
+        return []  # said already: the imports cell is not valid Python
+    parsed = {}
+    for gid, code in codes.items():
+        try:
+            parsed[gid] = _names(code)
+        except SyntaxError:
+            continue  # a cell left for prose or shell (student_functions skips it too)
+        known |= parsed[gid][0]
+    problems = []
+    for gid, (bound, used, star) in parsed.items():
+        missing = sorted(used - known)
+        if missing and not star:
+            problems.append(f"solution cell {gid} uses {', '.join(missing[:5])}, which only a cell the grader "
+                            "does not load defines (it loads the imports cell and the students' cells)")
     return problems
 
 

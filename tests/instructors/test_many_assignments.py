@@ -332,6 +332,14 @@ def _broken_fixture(folder, breakage):
             cell.source = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"
         elif breakage == "other_cell" and gid == "test_loss_value":  # X_blobs: the locked train_demo cell's
             cell.source += "\nassert X_blobs.shape == (100, 2)"
+    if breakage == "locked_global":  # the answer uses a constant of a locked cell the grader does not load
+        at = next(i for i, cell in enumerate(nb.cells) if cell.metadata["nbgrader"]["grade_id"] == "sigmoid")
+        nb.cells[at].source = nb.cells[at].source.replace("np.asarray(z, dtype=float)",
+                                                          "np.clip(np.asarray(z, dtype=float), -CLIP, CLIP)")
+        assert "CLIP" in nb.cells[at].source
+        nb.cells.insert(at, nbformat.v4.new_code_cell("CLIP = 750.0", metadata={"nbgrader": {
+            "grade": False, "grade_id": "constants", "locked": True, "schema_version": 3, "solution": False,
+            "task": False}}))
     folder.mkdir()
     nbformat.write(nb, str(folder / "logreg.ipynb"))
     (folder / "logreg_helpers.py").write_text((FIXTURE / "logreg_helpers.py").read_text())
@@ -343,6 +351,7 @@ def _broken_fixture(folder, breakage):
     ("unclosed", "test cell test_gradient: a hidden-test block is never closed"),
     ("no_def", "no solution cell defines a function with `def`"),
     ("other_cell", "test cell test_loss_value uses X_blobs, which no test cell, the imports cell or a student"),
+    ("locked_global", "solution cell sigmoid uses CLIP, which only a cell the grader does not load defines"),
 ])
 def test_release_refuses_a_notebook_the_grader_could_not_grade(tmp_path, breakage, says):
     from autograder.course import CourseError
