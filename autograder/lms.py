@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, fields
 
 from autograder.course import CourseError, reserved_id
@@ -30,6 +31,15 @@ EXPORT_FILES = {"canvas": "canvas_grades.csv", "moodle": "moodle_grades.csv"}
 # The student view account Canvas adds to every course ("Student View").
 CANVAS_TEST_STUDENT = {"student, test", "test student"}
 CANVAS_ASSIGNMENT = re.compile(r"^(?P<title>.*\S)\s*\((?P<id>\d+)\)$")
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (a name a
+# student set in the LMS, "=HYPERLINK(...)", would run when a TA opens the grade file).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Unicode's bidirectional overrides and isolates: they reorder how a name shows in a terminal.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# The LMS fields each import matches a row on: two roster rows with one value would send one
+# student's grade to the other's account. Moodle does not require unique emails: a warning.
+MATCH_KEYS = {"canvas": (("lms_user_id", "ID", True), ("sis_user_id", "SIS User ID", True)),
+              "moodle": (("lms_user_id", "ID number", False), ("email", "Email address", False))}
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,24 @@ def read_table(data, source):
         rows = [row for row in csv.reader(io.StringIO(text.lstrip("\r\n")), delimiter=delimiter)]
     except csv.Error as exc:
         raise CourseError(f"{source} is not a readable CSV file ({exc})") from None
-    header = [cell.strip() for cell in rows[0]]
-    body = [(number, [cell.strip() for cell in row]) for number, row in enumerate(rows[1:], start=2)
+    header = [clean_text(cell) for cell in rows[0]]
+    body = [(number, [clean_text(cell) for cell in row]) for number, row in enumerate(rows[1:], start=2)
             if any(cell.strip() for cell in row)]
     return header, body
+
+
+def clean_text(cell):
+    """A cell as one line of plain text: control characters (a terminal runs escape sequences a
+    name could carry when `roster list` prints it) and bidirectional overrides become spaces."""
+    if cell.isprintable():
+        return cell.strip()
+    return "".join(" " if unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS else ch for ch in cell).strip()
+
+
+def spreadsheet_safe(text):
+    """`text` as a spreadsheet shows it instead of running it: a leading apostrophe before a cell
+    that starts like a formula. Idempotent."""
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def detect_format(header):
@@ -121,6 +145,7 @@ def parse_roster(data, source, fmt="auto", id_column=None):
         elif member is not None:
             members.append((line, member))
     _check_ids(members, id_column, source)
+    skipped.extend(_check_match_keys(members, found, source))
     assignments = _canvas_assignments(header) if found == "canvas" else {}
     return Roster(found, id_column, [m for _, m in members], skipped, assignments)
 
@@ -128,15 +153,16 @@ def parse_roster(data, source, fmt="auto", id_column=None):
 def _canvas_rows(values, id_column):
     """(Member or None, why the row is left out or "") of one Canvas export row."""
     name = values.get("Student", "")
-    if name.startswith("Points Possible") or (not name and not values.get("ID")):
+    if (name.startswith("Points Possible") or not name) and not values.get("ID"):
         return None, ""   # the points row under the header, or a row of posting policies
     if name.casefold() in CANVAS_TEST_STUDENT:
         return None, f"Canvas's test student ({name}) left out"
     last, _, first = name.partition(",")
     first, last = (first.strip(), last.strip()) if first.strip() else (name, "")
-    return Member(student_id=values[id_column], first_name=first, last_name=last, lms_user_id=values.get("ID", ""),
-                  display_name=name, sis_user_id=values.get("SIS User ID", ""),
-                  sis_login_id=values.get("SIS Login ID", ""), section=values.get("Section", "")), ""
+    safe = spreadsheet_safe   # names and sections are for people: stored so no spreadsheet runs them
+    return Member(student_id=values[id_column], first_name=safe(first), last_name=safe(last),
+                  lms_user_id=values.get("ID", ""), display_name=safe(name), sis_user_id=values.get("SIS User ID", ""),
+                  sis_login_id=values.get("SIS Login ID", ""), section=safe(values.get("Section", ""))), ""
 
 
 def _moodle_rows(values, id_column):
@@ -146,9 +172,9 @@ def _moodle_rows(values, id_column):
         who = f"{values.get('First name', '')} {values.get('Last name', '')}".strip()
         return None, f"{who} is not a student ({roles or 'no role'}) and is left out"
     first, last = values.get("First name", ""), values.get("Last name", "")
-    return Member(student_id=values[id_column], first_name=first, last_name=last,
-                  email=values.get("Email address", ""), lms_user_id=values.get("ID number", ""),
-                  display_name=f"{first} {last}".strip()), ""
+    return Member(student_id=values[id_column], first_name=spreadsheet_safe(first),
+                  last_name=spreadsheet_safe(last), email=values.get("Email address", ""),
+                  lms_user_id=values.get("ID number", ""), display_name=spreadsheet_safe(f"{first} {last}".strip())), ""
 
 
 def _canvas_assignments(header):
@@ -189,6 +215,27 @@ def _check_ids(numbered, id_column, source):
         seen[key] = line
     if not numbered:
         raise CourseError(f"{source} lists no students")
+
+
+def _check_match_keys(numbered, fmt, source):
+    """One line for two rows with the same value in a field the LMS's import matches rows on (an
+    error where the LMS keeps it unique, else a note to map the import by another field)."""
+    notes = []
+    for attribute, column, unique in MATCH_KEYS[fmt]:
+        seen = {}
+        for line, member in numbered:
+            value = getattr(member, attribute).casefold()
+            if not value:
+                continue
+            if value in seen:
+                where = f"{column} {getattr(member, attribute)!r} is on rows {seen[value]} and {line}"
+                if unique:
+                    raise CourseError(f"{source}: {where}: the LMS would give both rows' grades to one account; "
+                                      "download the export from the LMS again instead of editing it")
+                notes.append(f"{where}: map Moodle's grade import by another identifier than {column}")
+                break
+            seen[value] = line
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,8 +308,9 @@ def canvas_csv(rows, title, assignment_id=None, points=None):
     if not assignment_id and points is not None:
         writer.writerow(["Points Possible", "", "", "", "", score_text(points)])
     for member, score in rows:
-        writer.writerow([member.display_name or f"{member.last_name}, {member.first_name}", member.lms_user_id,
-                         member.sis_user_id, member.sis_login_id, member.section, score_text(score)])
+        writer.writerow([spreadsheet_safe(cell) for cell in (
+            member.display_name or f"{member.last_name}, {member.first_name}", member.lms_user_id,
+            member.sis_user_id, member.sis_login_id, member.section)] + [score_text(score)])
     return out.getvalue()
 
 
@@ -273,8 +321,16 @@ def moodle_csv(rows, title):
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(list(MOODLE_NAMES) + list(MOODLE_IDS) + [title])
     for member, score in rows:
-        writer.writerow([member.first_name, member.last_name, member.lms_user_id, member.email, score_text(score)])
+        writer.writerow([spreadsheet_safe(cell) for cell in (
+            member.first_name, member.last_name, member.lms_user_id, member.email)] + [score_text(score)])
     return out.getvalue()
+
+
+def altered_ids(members, lms):
+    """Students whose identifier cells the grade file had to write with a leading apostrophe (they
+    started like a formula): the LMS will not match them, a TA must enter their grade by hand."""
+    fields_ = ("lms_user_id", "sis_user_id", "sis_login_id") if lms == "canvas" else ("lms_user_id", "email")
+    return [m.student_id for m in members if any(spreadsheet_safe(getattr(m, f)) != getattr(m, f) for f in fields_)]
 
 
 def pick_canvas_assignment(roster, assignment, given=None):
@@ -338,6 +394,10 @@ def write_exports(course, records, cells, lms, out_dir, assignment_id=None, echo
     path.write_text(text, encoding="utf-8", newline="")
     graded = sum(score is not None for _, score in rows)
     echo(f"{lms.capitalize()}: {path} ({graded} of {len(rows)} students graded, for {target})")
+    if altered := altered_ids(roster.members, lms):
+        warnings.append(f"{len(altered)} students have an LMS identifier that starts like a spreadsheet formula; it "
+                        f"is written with a leading ' so no spreadsheet runs it, and the LMS will not match their "
+                        f"row: enter their grade by hand: {names(altered)}")
     for line in warnings:
         echo(f"warning: {line}")
     return path

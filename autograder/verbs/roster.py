@@ -12,6 +12,8 @@ from autograder import lms
 from autograder.course import CourseError
 
 HELP = "import the class list from Canvas or Moodle, or list it"
+# A whole university's user list is a few MB; a class's export is far smaller.
+MAX_ROSTER_BYTES = 64 * 2**20
 
 
 def add_arguments(parser):
@@ -43,15 +45,12 @@ def import_roster(course, path, fmt="auto", id_column=None, echo=print):
     path = Path(path)
     if not path.is_file():
         raise CourseError(f"{path} is not a file")
+    size = path.stat().st_size
+    if size > MAX_ROSTER_BYTES:
+        raise CourseError(f"{path} is {size >> 20} MB, more than a class's export ({MAX_ROSTER_BYTES >> 20} MB at "
+                          "most): export only the course's students from the LMS")
     roster = lms.parse_roster(path.read_bytes(), path.name, fmt=fmt, id_column=id_column)
-    from nbgrader.api import Gradebook
-    with Gradebook(course.db_url) as gb:
-        before = {s.id for s in gb.students}
-        for member in roster.members:
-            # Only what this export knows: a Canvas export has no email, and must not erase one.
-            known = {"first_name": member.first_name, "last_name": member.last_name, "email": member.email,
-                     "lms_user_id": member.lms_user_id}
-            gb.update_or_create_student(member.student_id, **{k: v for k, v in known.items() if v})
+    before = store_students(course.db_url, roster.members)
     lms.save_roster(course, roster, path)
     ids = {m.student_id for m in roster.members}
     new = len(ids - before)
@@ -64,6 +63,36 @@ def import_roster(course, path, fmt="auto", id_column=None, echo=print):
         echo(f"{len(gone)} students of the gradebook are not in this roster (kept, grades and all): "
              f"{', '.join(gone)}")
     return roster
+
+
+def store_students(db_url, members):
+    """Create or update every member's gradebook student in one transaction (nbgrader's
+    update_or_create_student commits once per student: minutes for a large roster). Only what
+    the export knows is written: a Canvas export has no email, and must not erase one. Returns the
+    ids the gradebook held before."""
+    from nbgrader.api import Gradebook, Student
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with Gradebook(db_url) as gb:
+        existing = {student.id: student for student in gb.db.query(Student)}
+        before = set(existing)
+        try:
+            for member in members:
+                known = {"first_name": member.first_name, "last_name": member.last_name, "email": member.email,
+                         "lms_user_id": member.lms_user_id}
+                known = {k: v for k, v in known.items() if v}
+                student = existing.get(member.student_id)
+                if student is None:
+                    gb.db.add(Student(id=member.student_id, **known))
+                else:
+                    for key, value in known.items():
+                        setattr(student, key, value)
+            gb.db.commit()
+        except SQLAlchemyError as exc:
+            gb.db.rollback()
+            raise CourseError(f"the gradebook did not take the roster (nothing was changed): {exc}".splitlines()[0]) \
+                from None
+    return before
 
 
 def class_list(course):

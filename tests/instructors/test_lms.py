@@ -344,3 +344,18 @@ def test_cli_roster_import_and_canvas_export(released_course, tmp_path):
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert listed.stdout.splitlines()[-1] == ("3 students, 2 without a submission for backprop: "
                                               "sobriain, tnguyen")
+
+
+def test_a_large_roster_lands_in_the_gradebook_whole_in_one_transaction(released_course, tmp_path):
+    # roster import writes every student in one commit (nbgrader's update_or_create_student commits
+    # per student: ~16 ms each, 27 min for 100,000 rows); names and LMS ids must all arrive.
+    from nbgrader.api import Gradebook
+
+    course = _course(released_course, tmp_path / "course")
+    header = "Student,ID,SIS User ID,SIS Login ID,Section\r\n"
+    file = tmp_path / "canvas.csv"
+    file.write_text(header + "".join(f'"Last{i}, First{i}",{1000 + i},S{i},s{i},L\r\n' for i in range(300)))
+    import_roster(course, file, echo=quiet)
+    with Gradebook(course.db_url) as gb:
+        students = {s.id: (s.first_name, s.last_name, s.lms_user_id) for s in gb.students}
+    assert len(students) == 300 and students["s299"] == ("First299", "Last299", "1299")
