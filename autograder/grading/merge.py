@@ -24,13 +24,16 @@ def merge(course, outcome):
         shutil.rmtree(dest, ignore_errors=True)
         shutil.rmtree(course.feedback(outcome.student), ignore_errors=True)
         return
-    staged = dest.with_name(f".{dest.name}.incoming")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
-    course.notebook(staged).write_bytes(outcome.notebook)
-    shutil.rmtree(dest, ignore_errors=True)
-    staged.rename(dest)
     with Gradebook(course.db_url) as gb:
+        # what TAs had graded before formgrader can show them the new notebook (see below)
+        before = _manual_scores(gb, course, outcome.student, MissingEntry)
+        gb.db.commit()
+        staged = dest.with_name(f".{dest.name}.incoming")
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        course.notebook(staged).write_bytes(outcome.notebook)
+        shutil.rmtree(dest, ignore_errors=True)
+        staged.rename(dest)
         _readable_name(gb.update_or_create_student(outcome.student))
         kwargs = {"timestamp": outcome.timestamp} if outcome.timestamp else {}
         gb.update_or_create_submission(course.assignment, outcome.student, **kwargs)
@@ -42,6 +45,10 @@ def merge(course, outcome):
                 auto_score, needs_manual = outcome.grades[grade.name]
                 written = grade.name in new or auto_score is None  # an answer cell, even one deleted
                 changed = manual.answer_changed(grade.name, old, new) if written else None
+                if written and grade.manual_score != before.get(grade.name):
+                    # a TA graded this answer while the merge ran, the old text or the new one: keep
+                    # the score, back in the queue for a look (never clear a grade made meanwhile)
+                    changed = None
                 # a TA's grade survives the re-grade unless the answer it marked changed (manual.py)
                 manual.apply_regrade(grade, auto_score, needs_manual, written, changed)
         for comment in _locked(gb, Comment, notebook.id):
@@ -54,6 +61,15 @@ def _answers(outcome):
     """Fingerprints of the written answers in the outcome's autograded notebook (what a TA grades)."""
     import nbformat
     return manual.answer_fingerprints(nbformat.reads(outcome.notebook.decode(), as_version=4))
+
+
+def _manual_scores(gb, course, student, missing):
+    """{grade_id: manual score} of the student's submission as it is now ({} if none yet)."""
+    try:
+        notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, student)
+    except missing:
+        return {}
+    return {grade.name: grade.manual_score for grade in notebook.grades}
 
 
 def _readable_name(student):
@@ -72,8 +88,9 @@ def _locked(gb, model, notebook_id):
     find_submission_notebook could predate the TA's manual score, and the review flag above would be
     computed from that stale score. Re-read under a row lock (populate_existing: refresh the objects
     already in the session), so a TA's write either commits first and is seen here, or waits until
-    the merge commits. Only changed columns are written, so auto and manual scores never overwrite
-    each other; rows in id order, as every merge takes them, so two merges cannot deadlock.
+    the merge commits. Only changed columns are written: an automatic score never overwrites a
+    manual one, and a manual score is cleared only if no TA changed it since the merge began;
+    rows in id order, as every merge takes them, so two merges cannot deadlock.
     """
     return (gb.db.query(model).filter(model.notebook_id == notebook_id).order_by(model.id)
             .with_for_update().populate_existing().all())

@@ -201,31 +201,27 @@ def _waiting_on_a_lock(url):
         engine.dispose()
 
 
-def test_merge_sees_a_manual_grade_committed_while_it_runs(merged_course):
-    """A TA overrides ada's test_softmax in formgrader (row updated, not yet committed) while a
-    re-grade that now fails that test is merged: the merge must wait for the TA, keep the TA's score
-    and send the cell back to the TA's queue (the code behaves differently from what the TA saw).
-    A merge deciding from rows read before the TA's commit sees no manual score and leaves the cell
-    out of the queue."""
+def _merge_while_a_ta_grades(course, outcome, cell, score):
+    """Merge `outcome` while a TA's manual `score` for `cell` is written but not yet committed (as
+    formgrader's grade handler writes it); the TA commits once the merge waits for the row (or has
+    finished without waiting). Returns the cell's (manual_score, auto_score, needs_manual_grade)."""
     from nbgrader.api import Gradebook
-    course, outcomes = merged_course
     errors = []
-    failing = dict(outcomes["ada"].grades, test_softmax=(0.0, False))
 
-    def merge_again():
+    def merge_it():
         try:
-            merge(course, dataclasses.replace(outcomes["ada"], grades=failing))
+            merge(course, outcome)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
     ta = Gradebook(course.db_url)
     try:
-        cell = ta.find_grade("test_softmax", course.notebook_name, course.assignment, "ada")
-        cell.manual_score, cell.needs_manual_grade = 1.0, False  # what formgrader's grade handler writes
+        grade = ta.find_grade(cell, course.notebook_name, course.assignment, outcome.student)
+        grade.manual_score, grade.needs_manual_grade = score, False
         ta.db.flush()  # sent: the row is locked until the commit
-        merging = threading.Thread(target=merge_again)
+        merging = threading.Thread(target=merge_it)
         merging.start()
-        for _ in range(600):  # until the merge waits for the TA's lock (or has finished without waiting)
+        for _ in range(600):
             if not merging.is_alive() or _waiting_on_a_lock(course.db_url):
                 break
             time.sleep(0.05)
@@ -235,8 +231,31 @@ def test_merge_sees_a_manual_grade_committed_while_it_runs(merged_course):
     merging.join(120)
     assert not merging.is_alive() and not errors, errors
     with Gradebook(course.db_url) as gb:
-        cell = gb.find_grade("test_softmax", course.notebook_name, course.assignment, "ada")
-        assert (cell.manual_score, cell.auto_score, cell.needs_manual_grade) == (1.0, 0.0, True)
+        grade = gb.find_grade(cell, course.notebook_name, course.assignment, outcome.student)
+        return grade.manual_score, grade.auto_score, grade.needs_manual_grade
+
+
+def test_merge_sees_a_manual_grade_committed_while_it_runs(merged_course):
+    """A TA overrides ada's test_softmax in formgrader while a re-grade that now fails that test is
+    merged: the merge must wait for the TA, keep the TA's score and send the cell back to the TA's
+    queue (the code behaves differently from what the TA saw). A merge deciding from rows read
+    before the TA's commit sees no manual score and leaves the cell out of the queue."""
+    course, outcomes = merged_course
+    failing = dataclasses.replace(outcomes["ada"], grades=dict(outcomes["ada"].grades, test_softmax=(0.0, False)))
+    assert _merge_while_a_ta_grades(course, failing, "test_softmax", 1.0) == (1.0, 0.0, True)
+
+
+def test_a_written_answer_graded_during_the_merge_of_a_new_text_keeps_its_grade(merged_course):
+    """ada resubmits a new derivation; while its re-grade is merged a TA grades her derivation. A
+    mark of the old text is cleared by a re-grade of a new one, but this mark was made during the
+    merge, for either text: it is kept, and the answer goes back to the queue for a look."""
+    course, outcomes = merged_course
+    nb = nbformat.reads(outcomes["ada"].notebook.decode(), as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "derivation":
+            cell.source = "dL/dz = softmax(z) - onehot(y), derived again from the chain rule."
+    resubmitted = dataclasses.replace(outcomes["ada"], notebook=nbformat.writes(nb).encode())
+    assert _merge_while_a_ta_grades(course, resubmitted, "derivation", 3.0) == (3.0, None, True)
 
 
 def test_concurrent_writers_lose_no_update(merged_course):
