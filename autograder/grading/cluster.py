@@ -55,7 +55,12 @@ def dask_setup(worker):
     """`dask worker --preload autograder.grading.cluster`: the worker imports the grader and starts
     the forkserver its jobs are forked from when it starts, not while its first job waits (the
     imports hold the GIL for seconds, long enough to stall the worker's event loop)."""
+    import os
+
     from autograder.grading import job, jobs
+    # The nanny tunes glibc's malloc of its workers for Dask's own data; a job is not Dask's data:
+    # its process gets the environment it has under `grade` on one machine.
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     jobs.start_forkserver(job.__name__)
 
 
