@@ -1,5 +1,8 @@
-"""`demo`: the whole workflow on a bundled sample class — release, collect (a folder and an LMS
-zip), grade, feedback, export, report — printing the grade table and where every file is."""
+"""`demo`: a term on a bundled sample class — release, roster, deadline and an extension, collect
+(a folder and an LMS zip), grade, feedback, export (with Canvas's import file), report, similarity —
+printing the grade table and where every file is."""
+import csv
+import datetime as dt
 import io
 import re
 import shutil
@@ -12,11 +15,13 @@ from autograder.course import Course, CourseError
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
 from autograder.verbs.collect import collect
+from autograder.verbs.deadline import extend, set_due
 from autograder.verbs.export import export
 from autograder.verbs.feedback import feedback
 from autograder.verbs.grade import grade
 from autograder.verbs.release import release
 from autograder.verbs.report import report
+from autograder.verbs.roster import import_roster
 from autograder.verbs.similarity import similarity
 
 # The sample class: who submitted what (variants.py describes each).
@@ -34,11 +39,17 @@ SAMPLE_CLASS = {
 # Who handed in a classmate's code with the local variables renamed and the layout changed; the
 # similarity report must put the pair first, and grading gives both the same points.
 COPIES = {"margaret": "grace"}
+# The LMS zip's hand-in times, in hours after the due date (a real LMS writes them; the others
+# handed in two days early): edsger is late; donald is later still but has a 48 h extension.
+HANDED_IN_LATE = {"edsger": 25, "donald": 30}
+EXTENSIONS = {"donald": 48}
 MARKER = ".autograder-demo"
 
 
-def write_sample_class(course, folder):
-    """Half the class as per-student folders (notebooks renamed, as students do), half as an LMS zip."""
+def write_sample_class(course, folder, due=None):
+    """Half the class as per-student folders (notebooks renamed, as students do), half as an LMS zip
+    whose entry dates are the hand-in times (HANDED_IN_LATE hours after `due`, else two days early)."""
+    due = due or sample_due()
     source_nb = read_notebook(course.notebook(course.source))
     release_nb = read_notebook(course.notebook(course.release))
     shutil.rmtree(folder, ignore_errors=True)
@@ -56,8 +67,31 @@ def write_sample_class(course, folder):
                 (folder / "folders" / student).mkdir()
                 (folder / "folders" / student / f"{student} backprop.ipynb").write_text(text)
             else:
-                archive.writestr(f"{student}_12345_backprop.ipynb", text)
+                handed_in = due + dt.timedelta(hours=HANDED_IN_LATE.get(student, -48))
+                entry = zipfile.ZipInfo(f"{student}_12345_backprop.ipynb", _zip_date(handed_in))
+                archive.writestr(entry, text, zipfile.ZIP_DEFLATED)
     return folder / "folders", zip_path
+
+
+def sample_due():
+    """The demo's due date: in a week, at 23:59 UTC (the sample class mostly hands in early)."""
+    return dt.datetime.combine(dt.date.today() + dt.timedelta(days=7), dt.time(23, 59), dt.timezone.utc)
+
+
+def _zip_date(when):
+    """A zip entry's date: the machine's local time, as an LMS's zip stores it (no time zone)."""
+    return when.astimezone().timetuple()[:6]
+
+
+def write_canvas_roster(path, students):
+    """The class as Canvas's "Export Entire Gradebook" writes it (its Points Possible row included)."""
+    with open(path, "w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Backprop (4410231)"])
+        writer.writerow(["    Points Possible", "", "", "", "", "30.00"])
+        for number, student in enumerate(students, start=1001):
+            writer.writerow([f"{student.capitalize()}, Sample", number, f"S{number}", student, "Demo section", ""])
+    return path
 
 
 # Local variables of the per-row loss_and_grad and what the copier calls them.
@@ -101,23 +135,38 @@ def demo(course=None, echo=print):
 
     echo("== release")
     release(course, echo=echo)
-    folders, zip_path = write_sample_class(course, course.root / "sample_class")
+    due = sample_due()
+    folders, zip_path = write_sample_class(course, course.root / "sample_class", due)
+    roster = write_canvas_roster(course.root / "sample_class" / "canvas_gradebook_export.csv", SAMPLE_CLASS)
+    echo(f"== roster import {roster}")
+    import_roster(course, roster, echo=echo)
+    echo("== deadline")
+    set_due(course, due.strftime("%Y-%m-%d %H:%M"), "UTC", echo=echo)
     for intake in (folders, zip_path):
         echo(f"== collect {intake}")
         collect(intake, course, echo=echo)
+    for student, hours in EXTENSIONS.items():
+        echo(f"== deadline --extend {student} --hours {hours}")
+        extend(course, student, hours=hours, echo=echo)
     from autograder.sandbox.bwrap import bwrap_available
     sandbox = bwrap_available()
     if not sandbox:
         echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")
     echo("== grade")
     grade(course, sandbox=sandbox, echo=echo)
-    for name, verb in (("feedback", feedback), ("export", export), ("report", report), ("similarity", similarity)):
+    echo("== feedback")
+    feedback(course, echo=echo)
+    echo("== export --lms canvas")
+    export(course, echo=echo, lms="canvas")
+    for name, verb in (("report", report), ("similarity", similarity)):
         echo(f"== {name}")
         verb(course, echo=echo)
     echo("\nWhat each sample student submitted:")
     for student, variant in SAMPLE_CLASS.items():
         copied = f" (copied from {COPIES[student]}: names and layout changed)" if student in COPIES else ""
-        echo(f"  {student:8s} {VARIANTS[variant].description}{copied}")
+        late = f" (handed in {HANDED_IN_LATE[student]} h after the due date)" if student in HANDED_IN_LATE else ""
+        extension = f" (extension: {EXTENSIONS[student]} h)" if student in EXTENSIONS else ""
+        echo(f"  {student:8s} {VARIANTS[variant].description}{copied}{late}{extension}")
     echo(f"\nCourse: {course.root}  (a standard nbgrader course: "
          f"`cd {course.root} && nbgrader autograde backprop` works too)")
 
