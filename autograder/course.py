@@ -92,6 +92,11 @@ c.GenerateFeedback.preprocessors = [
 ]
 c.HTMLExporter.filters = {{"markdown2html": "autograder.grading.feedback_page.markdown2html"}}
 c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every page rendered here
+
+# Collecting from nbgrader's exchange (`collect --exchange`, `nbgrader collect`, formgrader's button):
+# the kit's intake checks (no links, no special files, size limit, reserved ids) and a submission time
+# the student cannot set (autograder.exchange says why nbgrader's own timestamp.txt is not used).
+c.ExchangeFactory.collect = "autograder.exchange.KitExchangeCollect"
 '''
 
 # The gradebook's database when it is not nbgrader's default SQLite file (`release --db URL`).
@@ -205,7 +210,7 @@ class Course:
 RESERVED_NAMES = frozenset({
     # the course root (the kit's files and nbgrader's)
     "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json", "graded_answers.json",
-    "grades.csv", "grades.json", "reports", "exports", "exchange", "deadlines.json",
+    "grades.csv", "grades.json", "reports", "exports", "exchange", "deadlines.json", "lms_roster.json",
     # nbgrader's step folders and the folders of its exchange and zip_collect
     "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
     "inbound", "outbound", "downloaded", "extracted", "archive",
