@@ -30,6 +30,7 @@ and only the ctime order protects).
 """
 import datetime as dt
 import errno
+import functools
 import logging
 import os
 import stat
@@ -190,6 +191,7 @@ def _entry_facts(path):
     return {"timestamp": ctime, "uid": info.st_uid, "folder": stat.S_ISDIR(info.st_mode)}
 
 
+@functools.lru_cache(maxsize=4096)  # asked once per inbound entry: thousands of times in a large class
 def _user_name(uid):
     import pwd
 
