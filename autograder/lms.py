@@ -308,10 +308,17 @@ def canvas_csv(rows, title, assignment_id=None, points=None):
     if not assignment_id and points is not None:
         writer.writerow(["Points Possible", "", "", "", "", score_text(points)])
     for member, score in rows:
+        name = canvas_name(member.display_name or f"{member.last_name}, {member.first_name}")
         writer.writerow([spreadsheet_safe(cell) for cell in (
-            member.display_name or f"{member.last_name}, {member.first_name}", member.lms_user_id,
-            member.sis_user_id, member.sis_login_id, member.section)] + [score_text(score)])
+            name, member.lms_user_id, member.sis_user_id, member.sis_login_id, member.section)] + [score_text(score)])
     return out.getvalue()
+
+
+def canvas_name(name):
+    """A student's name for the Student column, which Canvas reads only to show: its importer takes
+    any row whose first cell contains "Points Possible" (case-sensitive) as the points row, so a
+    student named that way would set the assignment's points to their own score."""
+    return name.replace("Points Possible", "Points possible")
 
 
 def moodle_csv(rows, title):

@@ -186,3 +186,16 @@ def test_a_file_far_larger_than_any_class_is_refused_before_it_is_read(collect_c
         import_roster(collect_course, file, echo=quiet)
     assert "export only the course's students" in str(error.value)
 
+
+
+def test_a_student_named_points_possible_cannot_set_the_canvas_assignments_points():
+    # Canvas's importer takes a row whose first cell contains "Points Possible" (case-sensitive) as
+    # the points row: it would make this student's score the assignment's points possible.
+    text = CANVAS_HEADER + '"Possible, Points Possible",103,S3,pat,L,\r\n"Lovelace, Ada",102,S2,ada,L,\r\n'
+    roster = lms.parse_roster(text.encode(), "canvas.csv")
+    rows, _ = lms.grade_rows(roster.members, {"pat": {"score": 2.0}, "ada": {"score": 20.0}})
+    for written in (lms.canvas_csv(rows, "backprop", "77"), lms.canvas_csv(rows, "backprop", None, points=22)):
+        table = list(csv.reader(io.StringIO(written)))
+        points_rows = [row for row in table if "Points Possible" in row[0]]
+        assert points_rows == ([] if "(77)" in table[0][5] else [["Points Possible", "", "", "", "", "22"]])
+        assert [row[3] for row in table if row[3] in ("pat", "ada")] == ["pat", "ada"]
