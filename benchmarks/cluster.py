@@ -97,13 +97,14 @@ def one_round(course_dir, kind, address):
 
     course = Course(course_dir.parent / f"round-{kind}-{time.monotonic_ns()}")
     shutil.copytree(course_dir, course.root)
-    merges = []
+    merges, merge_cpu = [], []
     real_merge = grade_verb.merge
 
     def timed_merge(c, outcome):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         real_merge(c, outcome)
         merges.append(time.perf_counter() - start)
+        merge_cpu.append(time.process_time() - cpu)
     grade_verb.merge = timed_merge
     meter = common.CpuMeter()
     try:
@@ -114,7 +115,8 @@ def one_round(course_dir, kind, address):
     usage = meter.stop()
     notebook_bytes = [len(o.notebook) for o in outcomes if o.ok]
     shutil.rmtree(course.root, ignore_errors=True)
-    return {"kind": kind, "wall": wall, "n": len(outcomes), "merge": merges, "notebook_bytes": notebook_bytes,
+    return {"kind": kind, "wall": wall, "n": len(outcomes), "merge": merges, "merge_cpu": merge_cpu,
+            "notebook_bytes": notebook_bytes,
             "scores": {o.student: o.scores for o in outcomes}, "failed": [o.student for o in outcomes if not o.ok],
             "job_seconds": [o.seconds for o in outcomes], "busy": usage["busy"] if usage else float("nan")}
 
@@ -225,7 +227,9 @@ def write(s):
         f"- cluster start-up ({WORKERS} workers registered): {s['startup']:.1f} s; the first job on each worker also "
         "starts its forkserver (imports the grader once)",
         f"- scheduler and network alone: {s['per_task'] * 1000:.1f} ms per task ({NOOP_TASKS} no-op tasks)",
-        f"- merging one result into the gradebook (SQLite, this process): median {p['merge'] * 1000:.0f} ms",
+        f"- merging one result into the gradebook (SQLite, this process): median {p['merge'] * 1000:.0f} ms "
+        f"wall, {_med([m for r in s['runs'] for m in r.get('merge_cpu', [])]) * 1000:.0f} ms CPU (on a quiet "
+        "machine the wall time comes close to the CPU time)",
         f"- bytes per job: submission {p['submission'] / 1024:.0f} KiB in, autograded notebook "
         f"{p['notebook'] / 1024:.0f} KiB out; course files (source, config, secret, gradebook snapshot) "
         f"{s['shared_bytes'] / 1024:.0f} KiB once per worker",

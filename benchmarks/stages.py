@@ -183,7 +183,7 @@ def instrument(recorder):
     from autograder.judge.session import Session
     from autograder.sandbox.kernel import SandboxedKernelManager
 
-    _wrap(job_mod, "grade_in_scratch", "scratch copy of the course, notebook check", recorder)
+    _wrap(job_mod, "grade_job", "scratch copy of the course, notebook check", recorder)
     _wrap(job_mod, "open_api", "nbgrader API construction (open_api)", recorder)
     _wrap(job_mod, "_read_scratch_grades", "reading the grades back (SQLite)", recorder)
     _wrap(NbGraderAPI, "autograde", "nbgrader autograde: converter, sanitize steps, files, gradebook", recorder)
@@ -252,7 +252,10 @@ def profiled_job(t_submit, course_root, student, scratch_root, sandbox, seed, bu
             scratch.mkdir()
             shutil.copy2(Path(scratch_root) / "gradebook.db", scratch / "gradebook.db")
             w0 = time.monotonic()
-            outcome = job_mod.grade_in_scratch(course_root, student, str(scratch), sandbox, seed, budget)
+            from autograder.course import Course
+            course = Course(course_root)  # the job's input is read from the course, as grade does
+            job = job_mod.job_input(course, student, job_mod.course_files(course))
+            outcome = job_mod.grade_job(job, sandbox, seed, budget, str(scratch))
             results[run] = {"wall": dict(recorder.wall), "cpu": dict(recorder.cpus), "cells": recorder.cells,
                             "grade_in_scratch": time.monotonic() - w0, "ok": outcome.ok,
                             "scores": dict(outcome.scores), "seconds": outcome.seconds}
