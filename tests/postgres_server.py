@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for tests: a fresh cluster in a temporary folder, listening only on a
 Unix socket there (no TCP port, so parallel test workers never collide), trust authentication,
 stopped and deleted afterwards. Debian's `postgresql` package provides the binaries (`make test`
-installs it as root). PostgreSQL refuses to run as root, so as root the server runs as `nobody`.
+installs it as root). PostgreSQL refuses to run as root, so as root the server runs as `nobody`
+(or, on a machine without it, a system user `autograder-pg` created for it).
 """
 import glob
 import os
@@ -13,6 +14,19 @@ from pathlib import Path
 
 SUPERUSER = "autograder"
 UNPRIVILEGED = "nobody"
+OWN_USER = "autograder-pg"  # created when a machine has no `nobody`
+
+
+def server_user():
+    """The unprivileged account the server runs as when we are root (pwd entry)."""
+    for name in (UNPRIVILEGED, OWN_USER):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OWN_USER],
+                   check=True, capture_output=True, timeout=60)
+    return pwd.getpwnam(OWN_USER)
 
 
 def postgres_bin_dir():
@@ -37,7 +51,7 @@ class PostgresServer:
         """A PostgreSQL program, as the unprivileged user when we are root."""
         kwargs = {}
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(UNPRIVILEGED)
+            entry = server_user()
             kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         done = subprocess.run([str(self.bin_dir / argv[0]), *argv[1:]], capture_output=True, text=True,
@@ -52,7 +66,7 @@ class PostgresServer:
         # not under pytest's tmp folders: those are root's, mode 0700, and the server user must enter
         self.folder = Path(tempfile.mkdtemp(prefix="autograder-pg-"))
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(UNPRIVILEGED)
+            entry = server_user()
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
         data = self.folder / "data"
         self._run("initdb", "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--no-sync", "-E", "UTF8")
