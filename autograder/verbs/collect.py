@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
+from autograder import deadlines
 from autograder.course import Course, CourseError, reserved_id
 
 # LMS downloads name files "<student>_<anything>.ipynb" (nbgrader's zip_collect default is alike).
@@ -57,6 +58,8 @@ class Candidate:
     # time, the exchange's); if not (a file's mtime in a folder), timestamp.txt gets the time of
     # collection instead. `modified` still picks the newest of a student's notebooks.
     trusted_time: bool = True
+    # A time the TA gave (`collect --times DATE`): timestamp.txt gets it, whatever the above says.
+    stamp: float | None = None
 
 
 @dataclass
@@ -67,40 +70,132 @@ class Rejected:
     note: str          # the line after "not collected: "
 
 
-def collect(path, course=None, *, pattern=DEFAULT_PATTERN, echo=print):
-    """Collect every student's notebook found under `path` (folder or .zip). Returns {student: line}."""
+def collect(path, course=None, *, pattern=DEFAULT_PATTERN, times=None, echo=print):
+    """Collect every student's notebook found under `path` (folder or .zip). Returns {student: line}.
+
+    `times` says what timestamp.txt gets (`collect --times`): "zip" (each entry's date in the zip;
+    the default for a zip), "collected" (the time of collection; the default for a folder) or a date
+    and time, in the assignment's deadline time zone, for everything collected now."""
     course = course or Course()
     course.require_release()
     path = Path(path)
     if not path.exists():
         raise CourseError(f"{path} does not exist")
     regex = re.compile(pattern)
-    if path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
+    is_zip = path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path))
+    if not is_zip and not path.is_dir():
+        raise CourseError(f"{path} is neither a folder nor a zip file")
+    mode, given = parse_times(times, course, is_zip)   # a bad --times is refused before anything is read
+    if is_zip:
         try:
             archive = zipfile.ZipFile(path)
         except Exception as exc:  # noqa: BLE001 - a damaged archive raises many kinds; the TA needs one line
             raise CourseError(f"{path} is not a readable zip file ({_short(exc)}): download it again") from None
         with archive:
             items, skipped = _from_zip(archive, regex)
+            _apply_times(items, mode, given)
             lines = _collect_candidates(course, items, skipped)
-    elif path.is_dir():
-        items, skipped = _from_folder(path, regex)
-        lines = _collect_candidates(course, items, skipped)
     else:
-        raise CourseError(f"{path} is neither a folder nor a zip file")
+        items, skipped = _from_folder(path, regex)
+        _apply_times(items, mode, given)
+        lines = _collect_candidates(course, items, skipped)
     for student in sorted(lines):
         echo(f"{student}: {lines[student]}")
     if any(line.startswith("collected") for line in lines.values()):
-        echo(TIME_FROM_ZIP if path.is_file() else TIME_FROM_FOLDER)
+        echo(_times_line(mode, given, is_zip, course))
+        if mode == ZIP_TIMES and (warning := _implausible_dates(course, items, lines)):
+            echo(warning)
     return lines
 
 
 # Where the submission time (timestamp.txt, what lateness is measured from) comes from, per intake.
 TIME_FROM_ZIP = ("submission times: each notebook's date in the zip (set by the LMS when it built the "
-                 "download; a zip a student made has the dates they chose)")
+                 "download; for a zip a student made, collect again with --times collected)")
 TIME_FROM_FOLDER = ("submission times: the time of this collection, or of the earlier one that took the same "
                     "notebook (a file's date in a folder is whatever its sender set; collect a folder when it "
                     "arrives, or use the LMS zip)")
+
+
+# `collect --times`: where timestamp.txt's time comes from.
+ZIP_TIMES, COLLECTED_TIMES, GIVEN_TIME = "zip", "collected", "date"
+TIMES_HINT = 'zip, collected, or a date and time like "2026-12-14 23:00"'
+
+
+def parse_times(text, course, is_zip):
+    """(mode, POSIX time or None) from `--times` (None: the intake's default). One line if unusable."""
+    if text is None:
+        return (ZIP_TIMES if is_zip else COLLECTED_TIMES), None
+    word = text.strip().lower()
+    if word == COLLECTED_TIMES:
+        return COLLECTED_TIMES, None
+    if word == ZIP_TIMES:
+        if not is_zip:
+            raise CourseError("--times zip needs a zip: the dates of files in a folder are whatever their "
+                              "sender set (use --times collected or a date)")
+        return ZIP_TIMES, None
+    tz = deadlines.timezone(deadlines.assignment_entry(course.root, course.assignment)["timezone"])
+    try:
+        when = deadlines.parse_when(text, tz, what="--times")
+    except CourseError:
+        raise CourseError(f"--times {text!r} is not {TIMES_HINT} (in the deadline's time zone, "
+                          f"{getattr(tz, 'key', 'UTC')})") from None
+    return GIVEN_TIME, when.timestamp()
+
+
+def _apply_times(items, mode, given):
+    """Set each candidate's time source for `mode` (ZIP_TIMES keeps what the intake decided)."""
+    for item in items:
+        if not isinstance(item, Candidate):
+            continue
+        if mode == COLLECTED_TIMES:
+            item.trusted_time = False
+        elif mode == GIVEN_TIME:
+            item.stamp = given
+
+
+def _times_line(mode, given, is_zip, course):
+    """The line saying where this collection's submission times came from."""
+    if mode == GIVEN_TIME:
+        tz = deadlines.timezone(deadlines.assignment_entry(course.root, course.assignment)["timezone"])
+        when = dt.datetime.fromtimestamp(given, deadlines.UTC)
+        return f"submission times: {deadlines.show(when, tz)} for every notebook collected now (--times)"
+    if mode == ZIP_TIMES:
+        return TIME_FROM_ZIP
+    return TIME_FROM_FOLDER if not is_zip else TIME_FROM_COLLECTION
+
+
+TIME_FROM_COLLECTION = ("submission times: the time of this collection, or of the earlier one that took the same "
+                        "notebook (--times collected: the zip's dates were not used)")
+
+
+def _released_at(course):
+    """When the assignment was (last) released: its release notebook's date, or None."""
+    try:
+        return course.notebook(course.release).stat().st_mtime
+    except (OSError, CourseError):
+        return None
+
+
+def _implausible_dates(course, items, lines):
+    """One warning line naming collected students whose zip dates lie after now or before the
+    release (a zip a student made, or an LMS zone mix-up), or "". Only with a due date: without one
+    the dates decide nothing."""
+    from autograder.verbs.deadline import due_date
+    try:
+        if due_date(course) is None:
+            return ""
+    except Exception:  # noqa: BLE001 - no gradebook row for the assignment: nothing is late, nothing to say
+        return ""
+    now, released = time.time(), _released_at(course)
+    odd = sorted({c.student for c in items if isinstance(c, Candidate) and c.student in lines
+                  and lines[c.student].startswith("collected")
+                  and (c.modified > now or (released is not None and c.modified < released))})
+    if not odd:
+        return ""
+    since = "" if released is None else " or before the assignment was released (" + \
+        dt.datetime.fromtimestamp(released, deadlines.UTC).strftime("%Y-%m-%d %H:%M UTC") + ")"
+    return (f"warning: dates in the zip later than now{since} for {', '.join(odd)}: if they made this zip "
+            "themselves, collect it again with --times collected (or --times DATE)")
 
 
 def _short(exc):
@@ -345,7 +440,12 @@ def _collection_time(course, student, data):
 
 def _store(course, student, candidate, data):
     dest = course.submitted(student)
-    received = candidate.modified if candidate.trusted_time else _collection_time(course, student, data)
+    if candidate.stamp is not None:
+        received = candidate.stamp
+    elif candidate.trusted_time:
+        received = candidate.modified
+    else:
+        received = _collection_time(course, student, data)
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
@@ -371,6 +471,11 @@ def add_arguments(parser):
                         help="folder of per-student folders or files, or a .zip of either (not with --exchange)")
     parser.add_argument("--pattern", default=None, metavar="REGEX",
                         help="regex with a (?P<student_id>...) group, matched on file names of flat downloads")
+    parser.add_argument("--times", default=None, metavar="zip|collected|DATE",
+                        help="submission times: 'zip' = each notebook's date in the zip (default for a zip, "
+                             "an LMS download), 'collected' = now (default for a folder; use it for a zip a "
+                             "student made), or a date like \"2026-12-14 23:00\" (deadline time zone) for "
+                             "everything collected now")
     # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
     parser.add_argument("--exchange", action="store_true",
                         help="collect each student's latest `nbgrader submit` from nbgrader's exchange instead of PATH")
@@ -382,9 +487,11 @@ def run(course, args):
     if args.exchange or args.exchange_root:
         if args.path:
             raise CourseError("give either PATH or --exchange, not both")
+        if getattr(args, "times", None) is not None:
+            raise CourseError("--times is for PATH: the exchange records its own submission times")
         from autograder.exchange import collect_exchange  # it builds on this module's intake
         collect_exchange(course, args.exchange_root)
         return
     if not args.path:
         raise CourseError("say what to collect: a folder or .zip (PATH), or --exchange")
-    collect(args.path, course, pattern=args.pattern or DEFAULT_PATTERN)
+    collect(args.path, course, pattern=args.pattern or DEFAULT_PATTERN, times=getattr(args, "times", None))

@@ -283,6 +283,83 @@ def test_zip_intake_uses_the_entry_date(collect_course, tmp_path):
     assert _stamp(collect_course, "bob") == expected
 
 
+def _student_zip(path, dates):
+    """A zip as a student makes one (e.g. sent by email): entries with the DOS dates they chose."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for student, date_time in dates.items():
+            archive.writestr(zipfile.ZipInfo(f"{student}/assignment.ipynb", date_time=date_time), GOOD)
+    return path
+
+
+def _collect_cli(course, *args):
+    return main(["--course", str(course.root), "collect", *map(str, args)])
+
+
+def test_a_student_made_zip_with_times_collected_gets_the_collection_time(collect_course, tmp_path, capsys):
+    made = _student_zip(tmp_path / "eve.zip", {"eve": (2001, 1, 1, 0, 0, 0)})
+    before = time.time()
+    assert _collect_cli(collect_course, made, "--times", "collected") == 0
+    after = time.time()
+    stamp = _stamp(collect_course, "eve").replace(tzinfo=dt.timezone.utc).timestamp()
+    assert before - 1 <= stamp <= after + 1
+    assert "time of this collection" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_times_date_stamps_everything_collected_now_in_utc(collect_course, tmp_path, capsys):
+    assert _cli(collect_course, "--due", DUE_BERLIN, "--timezone", "Europe/Berlin") == 0
+    for student in ("ada", "bob"):   # a TA collects the folder days late but knows when it came in
+        (tmp_path / "in" / student).mkdir(parents=True)
+        (tmp_path / "in" / student / "assignment.ipynb").write_text(GOOD)
+    capsys.readouterr()
+    assert _collect_cli(collect_course, tmp_path / "in", "--times", "2026-12-14 23:00") == 0
+    for student in ("ada", "bob"):   # 23:00 in Berlin (the deadline's zone) is 22:00 UTC
+        text = (collect_course.submitted(student) / "timestamp.txt").read_text()
+        assert text == "2026-12-14 22:00:00.000000 UTC"
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "submission times: 2026-12-14 23:00 Europe/Berlin (2026-12-14 22:00 UTC) for every notebook collected now "
+        "(--times)")
+    # the same for a zip: its own dates are not used
+    _student_zip(tmp_path / "c.zip", {"carl": (2001, 1, 1, 0, 0, 0)})
+    assert _collect_cli(collect_course, tmp_path / "c.zip", "--times", "2026-12-15T08:00:00+00:00") == 0
+    assert _stamp(collect_course, "carl") == dt.datetime(2026, 12, 15, 8, 0)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("yesterday", "error: --times 'yesterday' is not zip, collected, or a date and time like"),
+    ("2026-12-14", "error: --times '2026-12-14' is not zip, collected, or a date and time like"),
+    ("zip", "error: --times zip needs a zip"),
+])
+def test_a_bad_times_value_is_one_line_and_collects_nothing(collect_course, tmp_path, capsys, value, message):
+    (tmp_path / "in" / "ada").mkdir(parents=True)
+    (tmp_path / "in" / "ada" / "assignment.ipynb").write_text(GOOD)
+    assert _collect_cli(collect_course, tmp_path / "in", "--times", value) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert not collect_course.submitted("ada").exists()
+
+
+def test_zip_dates_in_the_future_or_before_the_release_get_one_warning_line(collect_course, tmp_path):
+    collect_course.release.mkdir(parents=True)   # released an hour ago: its notebook's date is the release time
+    released = collect_course.notebook(collect_course.release)
+    released.write_text(GOOD)
+    os.utime(released, (time.time() - HOUR, time.time() - HOUR))
+    handed_in = dt.datetime.now() - dt.timedelta(minutes=5)   # DOS dates are local wall-clock times
+    made = _student_zip(tmp_path / "class.zip", {"ada": handed_in.timetuple()[:6],
+                                                 "eve": (2001, 1, 1, 0, 0, 0),
+                                                 "mal": (2099, 1, 1, 0, 0, 0)})
+    said = []
+    collect(made, collect_course, echo=said.append)   # no due date yet: the dates decide nothing
+    assert not [line for line in said if line.startswith("warning")]
+    assert _cli(collect_course, "--due", DUE_BERLIN, "--timezone", "Europe/Berlin") == 0
+    said = []
+    collect(made, collect_course, echo=said.append)
+    warnings = [line for line in said if line.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: dates in the zip later than now or before the "
+                                                         "assignment was released ("), warnings
+    assert " for eve, mal: " in warnings[0] and "--times collected" in warnings[0]
+    assert said[-1] == warnings[0] and said[-2] == TIME_FROM_ZIP
+
+
 # --- bad input: one line, nothing written ------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
