@@ -20,6 +20,8 @@ case, but only pairs sharing at least one distinctive fingerprint are compared (
 fingerprint to students), and common fingerprints are gone by then. Memory: one fingerprint set per
 student plus an n x n score matrix (n = 1,000 is 8 MB).
 """
+import ast
+import bisect
 import functools
 import html
 import io
@@ -81,7 +83,79 @@ def solution_cells(nb):
     return found
 
 
+class Written(str):
+    """A student's written code as compared (each changed cell normalised, under a `# --- grade_id`
+    line), a str; `.cells` records where each cell is, so nothing the student typed (a line that looks
+    like a header, say) can move a boundary: [Cell]."""
+    cells = ()
+
+
+class Cell(NamedTuple):
+    gid: str
+    start: int      # where the cell's normalised text starts in the Written text (after its header)
+    end: int
+    original: str   # the cell as the student wrote it (shown on the page)
+    lines: dict     # {line of the normalised text: (first, last) lines of the original}, 1-based
+
+
+MAGIC = re.compile(r"^[ \t]*[%!].*$", flags=re.M)
+
+
+class _DropNoOps(ast.NodeTransformer):
+    """Drops `pass` and bare constants (docstrings, a lone `0` or `...`): statements that do nothing
+    but add tokens, so padding a copy with them cannot lower its score."""
+
+    def visit_Pass(self, node):
+        return None
+
+    def visit_Expr(self, node):
+        return None if isinstance(node.value, ast.Constant) else self.generic_visit(node)
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        if getattr(node, "body", None) == [] and not isinstance(node, ast.Module):
+            node.body = [ast.copy_location(ast.Pass(), node)]  # a block cannot be empty (`else:` can go)
+        return node
+
+
+def statements(tree):
+    """Every statement of an AST, in source order (depth first)."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, ast.stmt):
+            yield child
+        yield from statements(child)
+
+
+def original_lines(node):
+    """(first, last) line of a statement in its source; for a compound one, its header only."""
+    inner = [n.lineno for n in statements(node)]
+    if not inner:
+        return node.lineno, node.end_lineno
+    return node.lineno, max(node.lineno, min(inner) - 1)
+
+
 @functools.lru_cache(maxsize=256)  # the release's cells are normalised once, not once per student
+def canonical(source):
+    """(code, {normalised line: (first, last) original line}) of one cell, the same program with no
+    no-ops: IPython magic lines (`%`, `!`) blanked, then parsed, `pass` and bare constants dropped,
+    and printed again by ast.unparse (which also drops redundant parentheses and comments and fixes
+    layout and quotes). Source that does not parse is kept as it is (lines map to themselves)."""
+    source = MAGIC.sub("", source)
+    try:
+        tree = _DropNoOps().visit(ast.parse(source))
+        code = ast.unparse(tree)
+        again = ast.parse(code)  # the printed code's own line numbers, statement by statement
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, or too deep to walk
+        return source, {i: (i, i) for i in range(1, source.count("\n") + 2)}
+    lines = {}
+    for printed, written in zip(statements(again), statements(tree)):
+        if type(printed) is not type(written):  # the printed program has another shape: no line map
+            return code, {}
+        lines.setdefault(printed.lineno, original_lines(written))
+    return code, lines
+
+
+@functools.lru_cache(maxsize=256)
 def normalised(source):
     """Python code as copydetect compares it: tokens only, every name and string one letter."""
     from copydetect.utils import filter_code
@@ -90,12 +164,24 @@ def normalised(source):
 
 
 def written_code(submitted, release):
-    """The student's own code: their version of each of the release's solution cells that they
-    changed (a new comment or spacing is no change), in release order, each under a `# --- grade_id`
-    line (a comment: it makes no fingerprint). "" when they changed none."""
-    parts = [f"# --- {gid}\n{submitted[gid].rstrip()}\n" for gid, given in release.items()
-             if gid in submitted and normalised(submitted[gid]) != normalised(given)]
-    return "\n".join(parts)
+    """The student's own code (a Written): their version of each of the release's solution cells
+    that they changed (a new comment, spacing or a `pass` is no change), normalised by `canonical`, in
+    release order, each under a `# --- grade_id` line (a comment: it makes no fingerprint). "" when
+    they changed none."""
+    text, cells = "", []
+    for gid, given in release.items():
+        if gid not in submitted:
+            continue
+        code, lines = canonical(submitted[gid])
+        if normalised(code) == normalised(canonical(given)[0]):
+            continue
+        text += ("\n" if text else "") + f"# --- {gid}\n"
+        code = code.rstrip()
+        cells.append(Cell(gid, len(text), len(text) + len(code), submitted[gid], lines))
+        text += code + "\n"
+    written = Written(text)
+    written.cells = tuple(cells)
+    return written
 
 
 def read_class(course, echo=print):
@@ -135,9 +221,11 @@ def fingerprint(code):
 
 def boilerplate_hashes(release):
     """Fingerprints of the release's text of every solution cell, each on its own and all in order
-    (a student who kept several stubs must not share the k-grams across their boundaries)."""
-    hashes = fingerprint("\n".join(release.values())).hashes
-    for source in release.values():
+    (a student who kept several stubs must not share the k-grams across their boundaries), normalised
+    as the students' code is (`canonical`), or the two would not match."""
+    given = [canonical(source)[0] for source in release.values()]
+    hashes = fingerprint("\n".join(given)).hashes
+    for source in given:
         hashes |= fingerprint(source).hashes
     return hashes
 
@@ -227,33 +315,47 @@ def spans(slices, length):
     return sorted((max(0, int(s)), min(length, int(e))) for s, e in zip(*slices))
 
 
-def highlighted(code, slices, start=0, end=None):
-    """code[start:end] as HTML-escaped text with the shared `slices` in <mark>: every character
-    the student wrote goes through html.escape, so no markup of theirs survives."""
-    end = len(code) if end is None else end
-    out, at = [], start
-    for s, e in spans(slices, len(code)):
-        s, e = max(s, at), min(e, end)
-        if e <= s:
-            continue
-        out.append(html.escape(code[at:s]))
-        out.append(f"<mark>{html.escape(code[s:e])}</mark>")
-        at = e
-    out.append(html.escape(code[at:end]))
-    return "".join(out)
-
-
 def cell_ranges(code):
-    """{grade_id: (start, end)} of each cell's text in written_code's output (by its headers)."""
-    heads = [(m.start(), m.group(1)) for m in re.finditer(r"^# --- (\S+)\n", code, flags=re.M)]
-    return {gid: (start, heads[i + 1][0] if i + 1 < len(heads) else len(code))
-            for i, (start, gid) in enumerate(heads)}
+    """{grade_id: (start, end)} of each cell's normalised text in a Written (as recorded when it was
+    built: a student's own `# --- x` line is only text)."""
+    return {cell.gid: (cell.start, cell.end) for cell in getattr(code, "cells", ())}
 
 
 def shared_cells(code, slices):
     """Grade ids of the cells of `code` that hold some of the shared `slices`, in order."""
     found = spans(slices, len(code))
     return [gid for gid, (start, end) in cell_ranges(code).items() if any(s < end and e > start for s, e in found)]
+
+
+def shared_lines(code, cell, slices):
+    """Lines (1-based) of the cell as the student wrote it that hold shared code: the shared
+    characters of the normalised text, by line, taken back to the lines they came from."""
+    text = code[cell.start:cell.end]
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+    printed = set()
+    for s, e in spans(slices, len(code)):
+        s, e = max(s, cell.start) - cell.start, min(e, cell.end) - cell.start
+        for line in range(bisect.bisect_right(starts, s), bisect.bisect_right(starts, max(s, e - 1)) + 1):
+            if e > s and text[max(s, starts[line - 1]):e].split("\n")[0].strip():  # a non-blank part of it
+                printed.add(line)
+    if printed and not cell.lines:  # no line map (the printed program had another shape): the whole cell
+        return set(range(1, cell.original.count("\n") + 2))
+    return {n for line in printed if line in cell.lines for n in range(cell.lines[line][0], cell.lines[line][1] + 1)}
+
+
+def highlighted(code, cell, slices):
+    """The cell as the student wrote it, under its `# --- grade_id` line, as HTML-escaped text with the
+    lines holding shared code in <mark>: every character the student wrote goes through html.escape,
+    so no markup of theirs survives."""
+    marked = shared_lines(code, cell, slices)
+    out = [html.escape(f"# --- {cell.gid}")]
+    for number, line in enumerate(cell.original.rstrip().split("\n"), 1):
+        body = line.lstrip()
+        if number in marked and body:
+            out.append(f"{html.escape(line[:len(line) - len(body)])}<mark>{html.escape(body)}</mark>")
+        else:
+            out.append(html.escape(line))
+    return "\n".join(out) + "\n\n"
 
 
 def text_table(pairs, top):

@@ -82,8 +82,10 @@ def render_page(assignment, pairs, codes, threshold, png_bytes, nothing, only_co
         f"<title>Similarity: {esc(assignment)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Code similarity: {esc(assignment)}</h1>",
         "<p>Each student's solution cells, without the release's own text and without code most of the class "
-        "wrote alike; identifiers, strings, spacing and comments do not count. <b>score</b> = the larger share of "
-        "one student's distinctive code that is also in the other's. Highlighted: the shared code. A high score "
+        "wrote alike; identifiers, strings, spacing, comments, parentheses, docstrings and <code>pass</code> do "
+        "not count (the code is compared as Python parses it; shown as the student wrote it). <b>score</b> = the "
+        "larger share of one student's distinctive code that is also in the other's. Highlighted: the lines "
+        "holding shared code. A high score "
         "is a reason to talk to the students, not proof of copying.</p>",
     ]
     if nothing:
@@ -98,9 +100,9 @@ def render_page(assignment, pairs, codes, threshold, png_bytes, nothing, only_co
         sides = ((p.a, p.share_a, p.slices_a), (p.b, p.share_b, p.slices_b))
         shown = {gid for student, _, slices in sides for gid in sim.shared_cells(codes[student], slices)}
         for student, share, slices in sides:
-            ranges = sim.cell_ranges(codes[student])
-            text = "".join(sim.highlighted(codes[student], slices, *ranges[gid]) for gid in ranges if gid in shown)
-            others = [gid for gid in ranges if gid not in shown]
+            cells = codes[student].cells
+            text = "".join(sim.highlighted(codes[student], cell, slices) for cell in cells if cell.gid in shown)
+            others = [cell.gid for cell in cells if cell.gid not in shown]
             rest = f"<p>Cells without shared code, not shown: {esc(', '.join(others))}</p>" if others else ""
             parts.append(f"<div><h3>{esc(student)}: {share:.0%} of their distinctive code is shared</h3>"
                          f"<pre>{text}</pre>{rest}</div>")

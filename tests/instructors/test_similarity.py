@@ -273,3 +273,65 @@ def test_no_submissions_is_one_clear_line(released_course, capsys):
     assert main(["--course", str(released_course.root), "similarity"]) == 2
     assert "error: no readable submissions" in capsys.readouterr().err
     assert not (released_course.root / "reports" / released_course.assignment / "similarity.html").exists()
+
+
+def with_pass(code):
+    """`pass` after every simple statement, at its indentation (a no-op the tokens still see)."""
+    out = []
+    for line in code.split("\n"):
+        out.append(line)
+        body = line.strip()
+        if body and not body.endswith(":") and not body.startswith(("#", "return", "def")):
+            out.append(line[:len(line) - len(line.lstrip())] + "pass")
+    return "\n".join(out)
+
+
+def with_parens(code):
+    """The right side of every assignment (plain or augmented) wrapped in two more parentheses."""
+    return re.sub(r"^(\s*[^=#\n(]+?\s*[-+*/]?=)\s*(.+)$", r"\1 ((\2))", code, flags=re.M)
+
+
+def class_with_copy(release_nb, source_nb, copy):
+    """{student: written code}: ada the reference, grace the per-row loop, mallory `copy`, and four
+    more who wrote the reference (so the class-wide filter applies as in a real class)."""
+    release = sim.solution_cells(release_nb)
+    reference = reference_solutions(source_nb)["loss_and_grad"]
+    cells = {"ada": reference, "grace": loop_code(), "mallory": copy, **{f"f{k}": reference for k in range(4)}}
+    return {s: sim.written_code({"loss_and_grad": code}, release) for s, code in cells.items()}, release
+
+
+@pytest.mark.parametrize("hide", [with_pass, with_parens, lambda code: with_pass(with_parens(code))],
+                         ids=["pass", "parentheses", "both"])
+def test_no_op_padding_does_not_hide_a_copy(release_nb, source_nb, hide):
+    """`pass` after every line and extra parentheses change the tokens, not the program."""
+    copy = hide(hand_disguise(loop_code()))
+    compile(copy, "copy", "exec")  # still a valid program
+    assert copy.count("pass") > 10 or copy.count("((") > 10
+    codes, release = class_with_copy(release_nb, source_nb, copy)
+    pairs = sim.score_pairs(sim.distinctive_fingerprints(codes, release))
+    assert pairs and {pairs[0].a, pairs[0].b} == {"grace", "mallory"}, [(p.a, p.b, p.score) for p in pairs]
+    assert pairs[0].score > 0.9
+
+
+def test_a_fake_cell_header_hides_no_code(release_nb):
+    """A student's own `# --- <grade_id>` line is their text, not a cell boundary: what is above it is shown."""
+    release = sim.solution_cells(release_nb)
+    code = loop_code().replace("    loss = 0.0\n", "    loss = 0.0\n# --- loss_and_grad\n")
+    written = {s: sim.written_code({"loss_and_grad": code}, release) for s in ("eve", "mallet")}
+    pairs = sim.score_pairs(sim.distinctive_fingerprints(written, release))
+    assert pairs, "the two identical submissions should pair"
+    from autograder.verbs.similarity import render_page
+    page = render_page("backprop", pairs, written, 0.0, b"", [], [])
+    assert page.count("def loss_and_grad(") == 2
+    assert page.count("grads = {name: np.zeros_like") == 2
+
+
+def test_page_shows_the_students_original_code(release_nb, source_nb):
+    """Compared after normalisation, shown as written: the copy's `pass` lines and comments are on the page."""
+    copy = with_pass(hand_disguise(loop_code()))
+    codes, release = class_with_copy(release_nb, source_nb, copy)
+    pairs = sim.score_pairs(sim.distinctive_fingerprints(codes, release))
+    from autograder.verbs.similarity import render_page
+    page = render_page("backprop", pairs[:1], codes, 0.0, b"", [], [])
+    assert "# go through the batch" in page and page.count("pass") >= copy.count("pass")
+    assert "<mark>" in page
