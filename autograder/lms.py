@@ -16,9 +16,12 @@ Everything but load_roster/save_roster/write_exports is pure: text in, rows or t
 import csv
 import io
 import json
+import os
 import re
+import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from autograder.course import CourseError, reserved_id
 
@@ -357,12 +360,22 @@ def pick_canvas_assignment(roster, assignment, given=None):
 
 
 def save_roster(course, roster, source):
+    """Write course/lms_roster.json atomically and readable by its owner only (mode 0600): it holds
+    names, emails and SIS ids, and a course folder is often shared or readable by other users."""
     path = course.root / ROSTER_FILE
     data = {"format": roster.format, "id_column": roster.id_column, "source": str(source),
             "assignments": roster.assignments, "students": [asdict(m) for m in roster.members]}
-    staged = path.with_name(f".{path.name}.incoming")
-    staged.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    staged.replace(path)
+    # mkstemp creates the file 0600 from the start (no moment at the umask's mode); os.replace
+    # swaps it in whole, so a crash leaves the old roster, never half of one.
+    fd, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, ensure_ascii=False))
+        os.chmod(staged, 0o600)
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
     return path
 
 

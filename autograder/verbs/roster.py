@@ -6,6 +6,7 @@ the class and who has no submission for the assignment.
 A student's id in the kit (the folder `collect` files their notebook under) comes from one named
 column of the export, `--id-column`: the mapping is never guessed.
 """
+import dataclasses
 from pathlib import Path
 
 from autograder import lms
@@ -50,12 +51,17 @@ def import_roster(course, path, fmt="auto", id_column=None, echo=print):
         raise CourseError(f"{path} is {size >> 20} MB, more than a class's export ({MAX_ROSTER_BYTES >> 20} MB at "
                           "most): export only the course's students from the LMS")
     roster = lms.parse_roster(path.read_bytes(), path.name, fmt=fmt, id_column=id_column)
+    roster.members, adopted = match_existing_case(roster.members, gradebook_ids(course.db_url),
+                                                  set(course.submitted_students()))
     before = store_students(course.db_url, roster.members)
     lms.save_roster(course, roster, path)
     ids = {m.student_id for m in roster.members}
     new = len(ids - before)
     echo(f"{len(roster.members)} students from {roster.format.capitalize()} ({path.name}), ids from column "
          f"'{roster.id_column}': {new} new, {len(ids) - new} updated in the gradebook")
+    if adopted:
+        echo("ids that differ only in capital letters from a student already collected or in the gradebook "
+             f"take that student's id: {', '.join(f'{old} -> {new}' for old, new in adopted)}")
     for note in roster.skipped:
         echo(note)
     gone = sorted(before - ids)
@@ -63,6 +69,39 @@ def import_roster(course, path, fmt="auto", id_column=None, echo=print):
         echo(f"{len(gone)} students of the gradebook are not in this roster (kept, grades and all): "
              f"{', '.join(gone)}")
     return roster
+
+
+def match_existing_case(members, known, submitted):
+    """(members, [(roster id, id used)]): a roster id that differs only in capital letters from a
+    student the course already has takes that student's id. The existing id is what collect filed
+    the notebook under and what grades are stored by; the LMS's own ids (what its grade import
+    matches on) are untouched, so only the spelling the TA never chose changes. A student with a
+    submission wins over one only in the gradebook; two candidates with submissions are an error."""
+    by_fold = {}
+    for student in set(known) | set(submitted):
+        by_fold.setdefault(student.casefold(), set()).add(student)
+    result, adopted = [], []
+    for member in members:
+        variants = by_fold.get(member.student_id.casefold(), set())
+        pool = (variants & set(submitted)) or variants
+        if not pool or member.student_id in pool:
+            result.append(member)
+            continue
+        if len(pool) > 1:
+            raise CourseError(f"roster id {member.student_id!r} matches {', '.join(sorted(pool))} except for capital "
+                              "letters: keep one of them (rename or remove the other's submitted folder) and import "
+                              "again")
+        (existing,) = pool
+        adopted.append((member.student_id, existing))
+        result.append(dataclasses.replace(member, student_id=existing))
+    return result, adopted
+
+
+def gradebook_ids(db_url):
+    """The ids of every student in the gradebook."""
+    from nbgrader.api import Gradebook, Student
+    with Gradebook(db_url) as gb:
+        return {student_id for (student_id,) in gb.db.query(Student.id)}
 
 
 def store_students(db_url, members):

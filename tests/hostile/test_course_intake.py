@@ -199,3 +199,20 @@ def test_a_student_named_points_possible_cannot_set_the_canvas_assignments_point
         points_rows = [row for row in table if "Points Possible" in row[0]]
         assert points_rows == ([] if "(77)" in table[0][5] else [["Points Possible", "", "", "", "", "22"]])
         assert [row[3] for row in table if row[3] in ("pat", "ada")] == ["pat", "ada"]
+
+
+def test_the_stored_roster_with_names_and_emails_is_readable_by_its_owner_only(collect_course):
+    # Course folders are often group-readable (several TAs): the roster's names, emails and SIS ids
+    # must not be, whatever the umask.
+    old = os.umask(0o022)
+    try:
+        roster = lms.parse_roster((MOODLE_HEADER + "Ada,Lovelace,S1,ada@uni.example,Student\r\n").encode(),
+                                  "moodle.csv")
+        path = lms.save_roster(collect_course, roster, "moodle.csv")
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        lms.save_roster(collect_course, roster, "moodle.csv")   # written again: still 0600, nothing staged left
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in collect_course.root.iterdir() if "roster" in p.name) == ["lms_roster.json"]
+    assert lms.load_roster(collect_course).members[0].email == "ada@uni.example"

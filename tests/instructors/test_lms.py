@@ -359,3 +359,39 @@ def test_a_large_roster_lands_in_the_gradebook_whole_in_one_transaction(released
     with Gradebook(course.db_url) as gb:
         students = {s.id: (s.first_name, s.last_name, s.lms_user_id) for s in gb.students}
     assert len(students) == 300 and students["s299"] == ("First299", "Last299", "1299")
+
+
+def _submit(course, student):
+    course.submitted(student).mkdir(parents=True)
+    course.notebook(course.submitted(student)).write_text(nbformat.writes(new_notebook()))
+
+
+def test_a_roster_id_that_differs_only_in_case_takes_the_collected_students_id(released_course, tmp_path):
+    from nbgrader.api import Gradebook
+
+    course = _course(released_course, tmp_path / "course")
+    _submit(course, "jmuller")                 # collected as the submission folder was named
+    export = tmp_path / "export.csv"
+    export.write_bytes(CANVAS.read_bytes().replace(b",jmuller,", b",JMuller,"))   # the LMS spells it JMuller
+    lines = []
+    import_roster(course, export, echo=lines.append)
+    assert lines[1] == ("ids that differ only in capital letters from a student already collected or in the "
+                        "gradebook take that student's id: JMuller -> jmuller")
+    assert [m.student_id for m in lms.load_roster(course).members] == ["jmuller", "sobriain", "tnguyen"]
+    with Gradebook(course.db_url) as gb:
+        assert {s.id for s in gb.students} == {"jmuller", "sobriain", "tnguyen"}
+        assert gb.find_student("jmuller").lms_user_id == "1001"
+    assert ("jmuller", "Jürgen Müller", "1001", "submitted") in class_list(course)   # in the roster: exported
+
+
+def test_two_collected_students_one_roster_id_apart_only_in_case_is_one_line(released_course, tmp_path):
+    course = _course(released_course, tmp_path / "course")
+    _submit(course, "jmuller")
+    _submit(course, "JMULLER")
+    export = tmp_path / "export.csv"
+    export.write_bytes(CANVAS.read_bytes().replace(b",jmuller,", b",JMuller,"))
+    with pytest.raises(CourseError) as error:
+        import_roster(course, export, echo=quiet)
+    assert str(error.value).startswith("roster id 'JMuller' matches JMULLER, jmuller except for capital letters")
+    assert "\n" not in str(error.value)
+    assert not (course.root / lms.ROSTER_FILE).exists()
