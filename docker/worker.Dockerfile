@@ -30,4 +30,4 @@ RUN pip install --no-cache-dir --no-deps -e .
 ENV DASK_DISTRIBUTED__WORKER__DAEMON=False \
     MPLBACKEND=Agg
 # Workers grade in their own temporary folders and keep nothing: no volume is needed.
-ENTRYPOINT ["dask", "worker", "--nworkers", "1", "--no-dashboard"]
+ENTRYPOINT ["dask", "worker", "--nworkers", "1", "--no-dashboard", "--preload", "autograder.grading.cluster"]
