@@ -114,7 +114,10 @@ class _DropNoOps(ast.NodeTransformer):
     def generic_visit(self, node):
         super().generic_visit(node)
         if getattr(node, "body", None) == [] and not isinstance(node, ast.Module):
-            node.body = [ast.copy_location(ast.Pass(), node)]  # a block cannot be empty (`else:` can go)
+            # a block cannot be empty (an empty `else:` can go); the `pass` stands on the header's line
+            at = getattr(node, "pattern", node)  # a `case` has no position of its own; its pattern has
+            node.body = [ast.Pass(lineno=at.lineno, col_offset=at.col_offset, end_lineno=at.lineno,
+                                  end_col_offset=at.col_offset)]
         return node
 
 
@@ -137,21 +140,26 @@ def original_lines(node):
 @functools.lru_cache(maxsize=256)  # the release's cells are normalised once, not once per student
 def canonical(source):
     """(code, {normalised line: (first, last) original line}) of one cell, the same program with no
-    no-ops: IPython magic lines (`%`, `!`) blanked, then parsed, `pass` and bare constants dropped,
-    and printed again by ast.unparse (which also drops redundant parentheses and comments and fixes
-    layout and quotes). Source that does not parse is kept as it is (lines map to themselves)."""
-    source = MAGIC.sub("", source)
-    try:
-        tree = _DropNoOps().visit(ast.parse(source))
-        code = ast.unparse(tree)
-        again = ast.parse(code)  # the printed code's own line numbers, statement by statement
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, or too deep to walk
+    no-ops: parsed (with IPython magic lines, `%`/`!`, blanked if it does not parse as it is), `pass`
+    and bare constants dropped, and printed again by ast.unparse (which also drops redundant
+    parentheses and comments and fixes layout and quotes). Source that does not parse even so is
+    compared as written (lines map to themselves)."""
+    for text in (source, MAGIC.sub("", source)):  # magics blanked only if needed: `% b` may continue a line
+        try:
+            tree = _DropNoOps().visit(ast.parse(text))
+            code = ast.unparse(tree)
+            again = ast.parse(code)  # the printed code's own line numbers, statement by statement
+            break
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, or too deep to walk
+            continue
+    else:
         return source, {i: (i, i) for i in range(1, source.count("\n") + 2)}
+    printed, written = list(statements(again)), list(statements(tree))
+    if [type(n) for n in printed] != [type(n) for n in written]:  # printed in another shape: no line map
+        return code, {}
     lines = {}
-    for printed, written in zip(statements(again), statements(tree)):
-        if type(printed) is not type(written):  # the printed program has another shape: no line map
-            return code, {}
-        lines.setdefault(printed.lineno, original_lines(written))
+    for new, old in zip(printed, written):
+        lines.setdefault(new.lineno, original_lines(old))
     return code, lines
 
 
