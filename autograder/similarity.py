@@ -1,6 +1,9 @@
 """Which students' code is alike: the code each student wrote in the solution cells, compared pair by
 pair with copydetect's fingerprints (pygments tokens, every identifier and string replaced by one
 letter, whitespace and comments dropped, so renaming variables and reformatting change nothing).
+Each cell is first read as Python reads it (`canonical`: `pass`, docstrings and other bare constants
+dropped, printed again by ast.unparse, so redundant parentheses go too): padding a copy with no-ops
+cannot lower its score. The page still shows what the student wrote (`Cell.lines` maps back).
 
 What is compared, and what is left out so it cannot make everyone alike:
 - only the solution code cells (matched by nbgrader grade_id, as the grader matches them), and of
