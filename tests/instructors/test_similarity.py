@@ -335,3 +335,15 @@ def test_page_shows_the_students_original_code(release_nb, source_nb):
     page = render_page("backprop", pairs[:1], codes, 0.0, b"", [], [])
     assert "# go through the batch" in page and page.count("pass") >= copy.count("pass")
     assert "<mark>" in page
+
+
+def test_cells_that_are_not_plain_python_are_still_compared():
+    """IPython magic lines are blanked so the rest parses; a cell that still does not parse (or is too
+    deeply nested to walk) is compared as written, and costs nothing else."""
+    assert sim.canonical("%matplotlib inline\n!ls\ny = ((2))\npass\n")[0] == "y = 2"
+    assert sim.canonical("x = (a\n     % b)\n")[0] == "x = a % b"  # a `%` that continues a line is Python
+    for odd in ("def f(:\n    pass\n", "x = " + "(" * 5000 + "1" + ")" * 5000, "x = 1\0\n"):
+        assert sim.canonical(odd)[0] == odd
+    code, lines = sim.canonical('def f(x):\n    """doc"""\n    pass\nmatch x:\n    case 1:\n        pass\n')
+    assert code == "def f(x):\n    pass\nmatch x:\n    case 1:\n        pass"
+    assert lines[1] == (1, 1) and lines[3] == (4, 4)
