@@ -12,11 +12,13 @@ claims, and a student id cannot name one of the grader's own files or folders.
 """
 import datetime as dt
 import errno
+import json
 import os
 import re
 import shutil
 import stat
 import struct
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -372,6 +374,8 @@ def _id_problem(student, name):
 
 def _collect_candidates(course, items, skipped):
     by_student, lines = {}, {}
+    sources = _load_sources(course)
+    known = dict(sources)
     for item in items:
         if item.student is None:
             lines[f"? {item.name}"] = "no student id in the file name: not collected"
@@ -386,7 +390,7 @@ def _collect_candidates(course, items, skipped):
             lines[student] = notes + _kept(course, student)
             continue
         chosen = _pick(notebooks, course.notebook(Path()).name)
-        lines[student] = _take(course, student, chosen)
+        lines[student] = _take(course, student, chosen, sources)
         if len(notebooks) > 1:
             others = ", ".join(c.name for c in notebooks if c is not chosen)
             took = f": took {chosen.name}" if lines[student].startswith("collected") else ""
@@ -395,6 +399,8 @@ def _collect_candidates(course, items, skipped):
             lines[student] += f"; {notes}"
         if not lines[student].startswith("collected"):
             lines[student] += _kept(course, student)
+    if sources != known:
+        _save_sources(course, sources)
     if skipped:
         lines["(other files)"] = (f"{len(skipped)} other files ignored (not notebooks, checkpoints or macOS "
                                   f"metadata), e.g. {skipped[0]}")
@@ -408,7 +414,7 @@ def _kept(course, student):
     return ""
 
 
-def _take(course, student, candidate):
+def _take(course, student, candidate, sources):
     """Read and store one notebook; the student's line."""
     limit = MAX_NOTEBOOK_BYTES
     try:
@@ -419,18 +425,55 @@ def _take(course, student, candidate):
             raise Refused(f"is larger than {_size(limit)}")
     except Refused as why:
         return f"not collected: {candidate.name} {why}"
-    return _store(course, student, candidate, data)
+    return _store(course, student, candidate, data, sources)
 
 
 STAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"  # timestamp.txt, as nbgrader's parse_utc reads it
 
 
-def _collection_time(course, student, data):
+# Where each student's timestamp.txt came from: "collection" (the time of a collection), "source"
+# (a zip entry's date, the exchange's time) or "given" (`--times DATE`). Kept beside the students'
+# folders (a dot name: never a student id, and nbgrader's globs skip it), not inside them: grading
+# copies a student's folder whole.
+COLLECTION, SOURCE, GIVEN = "collection", "source", "given"
+
+
+def _sources_path(course):
+    return course.root / "submitted" / f".{course.assignment}.time-sources.json"
+
+
+def _load_sources(course):
+    """{student: where their stamp came from}; {} if none was recorded (a course collected before
+    this record existed: its stamps count as collection times, as they were treated then)."""
+    try:
+        data = json.loads(_sources_path(course).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_sources(course, sources):
+    """Write the record atomically (a crash leaves the old one)."""
+    path = _sources_path(course)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=f"{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(sources, handle, indent=1, sort_keys=True)
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
+
+
+def _collection_time(course, student, data, source):
     """Now; but if exactly this notebook was collected before, when it was collected then:
-    collecting the same folder again must not make every student later."""
+    collecting the same folder again must not make every student later. Only a stamp that said when
+    the kit received the notebook is kept (a collection time, or a date the TA gave with --times): a
+    zip's date, perhaps one the student chose, is exactly what `--times collected` is asked to replace."""
     earlier = course.submitted(student)
     try:
-        if course.notebook(earlier).read_bytes() == data:
+        if source != SOURCE and course.notebook(earlier).read_bytes() == data:
             text = (earlier / "timestamp.txt").read_text().strip()
             return dt.datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
     except (OSError, ValueError):  # nothing before, or a stamp we did not write: now it is
@@ -438,14 +481,14 @@ def _collection_time(course, student, data):
     return time.time()
 
 
-def _store(course, student, candidate, data):
+def _store(course, student, candidate, data, sources):
     dest = course.submitted(student)
     if candidate.stamp is not None:
-        received = candidate.stamp
+        received, source = candidate.stamp, GIVEN
     elif candidate.trusted_time:
-        received = candidate.modified
+        received, source = candidate.modified, SOURCE
     else:
-        received = _collection_time(course, student, data)
+        received, source = _collection_time(course, student, data, sources.get(student, COLLECTION)), COLLECTION
     staged = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
@@ -454,6 +497,7 @@ def _store(course, student, candidate, data):
     (staged / "timestamp.txt").write_text(stamp.strftime(STAMP_FORMAT))
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
+    sources[student] = source
     renamed = "" if PurePosixPath(candidate.name).name == course.notebook(staged).name else f" from {candidate.name}"
     try:
         nbformat.reads(data.decode("utf-8"), as_version=4)

@@ -74,8 +74,9 @@ def changed(before, after):
 
 
 def stored(*students):
-    """The paths collect adds for these (first-time) students."""
-    paths = ["submitted"] if students else []
+    """The paths collect adds for these (first-time) students (and its record of where each
+    student's submission time came from)."""
+    paths = ["submitted", "submitted/.backprop.time-sources.json"] if students else []
     for s in students:
         paths += [f"submitted/{s}", f"submitted/{s}/backprop", f"submitted/{s}/backprop/assignment.ipynb",
                   f"submitted/{s}/backprop/timestamp.txt"]

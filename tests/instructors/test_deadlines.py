@@ -297,12 +297,16 @@ def _collect_cli(course, *args):
 
 def test_a_student_made_zip_with_times_collected_gets_the_collection_time(collect_course, tmp_path, capsys):
     made = _student_zip(tmp_path / "eve.zip", {"eve": (2001, 1, 1, 0, 0, 0)})
+    assert _collect_cli(collect_course, made) == 0   # as a TA would first: the dates eve chose
+    assert _stamp(collect_course, "eve") == dt.datetime(2001, 1, 1).astimezone(dt.timezone.utc).replace(tzinfo=None)
     before = time.time()
-    assert _collect_cli(collect_course, made, "--times", "collected") == 0
+    assert _collect_cli(collect_course, made, "--times", "collected") == 0   # the same notebook, again
     after = time.time()
     stamp = _stamp(collect_course, "eve").replace(tzinfo=dt.timezone.utc).timestamp()
-    assert before - 1 <= stamp <= after + 1
+    assert before - 1 <= stamp <= after + 1   # not the 2001 date the earlier collection stored
     assert "time of this collection" in capsys.readouterr().out.splitlines()[-1]
+    assert _collect_cli(collect_course, made, "--times", "collected") == 0   # and again: that time is kept
+    assert _stamp(collect_course, "eve").replace(tzinfo=dt.timezone.utc).timestamp() == stamp
 
 
 def test_times_date_stamps_everything_collected_now_in_utc(collect_course, tmp_path, capsys):
@@ -318,6 +322,13 @@ def test_times_date_stamps_everything_collected_now_in_utc(collect_course, tmp_p
     assert capsys.readouterr().out.splitlines()[-1] == (
         "submission times: 2026-12-14 23:00 Europe/Berlin (2026-12-14 22:00 UTC) for every notebook collected now "
         "(--times)")
+    # collected again later without --times: unchanged notebooks keep the time the TA gave
+    (tmp_path / "in" / "bob" / "assignment.ipynb").write_text(GOOD + " ")
+    before = time.time()
+    assert _collect_cli(collect_course, tmp_path / "in") == 0
+    assert _stamp(collect_course, "ada") == dt.datetime(2026, 12, 14, 22, 0)
+    # bob's new version: the time of this collection
+    assert _stamp(collect_course, "bob").replace(tzinfo=dt.timezone.utc).timestamp() >= before - 1
     # the same for a zip: its own dates are not used
     _student_zip(tmp_path / "c.zip", {"carl": (2001, 1, 1, 0, 0, 0)})
     assert _collect_cli(collect_course, tmp_path / "c.zip", "--times", "2026-12-15T08:00:00+00:00") == 0
