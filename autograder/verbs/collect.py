@@ -115,7 +115,7 @@ TIME_FROM_ZIP = ("submission times: each notebook's date in the zip (set by the 
                  "download; for a zip a student made, collect again with --times collected)")
 TIME_FROM_FOLDER = ("submission times: the time of this collection, or of the earlier one that took the same "
                     "notebook (a file's date in a folder is whatever its sender set; collect a folder when it "
-                    "arrives, or use the LMS zip)")
+                    "arrives, or give the time it arrived with --times DATE)")
 
 
 # `collect --times`: where timestamp.txt's time comes from.
