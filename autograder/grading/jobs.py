@@ -89,6 +89,7 @@ def _result(conn, proc):
 
 
 def _child(fn, args, send):
+    _exit_with_parent(send)
     try:
         outcome: Any = ("ok", fn(*args))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
@@ -97,6 +98,24 @@ def _child(fn, args, send):
     send.send(outcome)
     send.close()
     os._exit(0)  # the result is sent: skip the interpreter's teardown (~2 s of module finalizers)
+
+
+def _exit_with_parent(send):
+    """The job ends when the process waiting for its result is gone (a killed `grade`, a Dask
+    worker that died mid-batch): a job must not go on grading, a core busy, while the scheduler
+    retries it elsewhere. A watcher thread waits on the result pipe, whose write end reports an
+    error once nobody holds the read end; the job's sandboxes follow it (bwrap --die-with-parent).
+    (Not the forkserver's exit: every job holds the forkserver's keep-alive pipe.)"""
+    import select
+    import threading
+
+    def watch():
+        poller = select.poll()
+        poller.register(send.fileno(), 0)  # no events asked: only error, hang-up, closed
+        poller.poll()
+        os._exit(1)  # the result is sent already, or nobody will read it
+
+    threading.Thread(target=watch, name="parent watcher", daemon=True).start()
 
 
 def kill_tree(pid):

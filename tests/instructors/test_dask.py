@@ -175,3 +175,38 @@ def test_an_unreachable_scheduler_is_one_line_that_says_what_to_start(released_c
     course = course_with_class(released_course, tmp_path / "course")
     with pytest.raises(CourseError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*dask scheduler"):
         grade_verb.grade(course, progress=False, echo=quiet, scheduler="tcp://127.0.0.1:9")
+
+
+RUNNER = """\
+import time
+from autograder.grading import jobs
+if __name__ == "__main__":
+    list(jobs.run(time.sleep, [jobs.Job("sleeper", (600,))], workers=1, seconds=900))
+"""
+
+
+def _job_of(runner):
+    """The job process a runner's forkserver forked (None until it exists)."""
+    import psutil
+    for child in psutil.Process(runner.pid).children():
+        if "forkserver" in " ".join(child.cmdline()):
+            jobs = child.children()
+            return jobs[0] if jobs else None
+    return None
+
+
+def test_a_job_dies_with_the_worker_that_runs_it(tmp_path):
+    """A Dask worker (or `grade`) killed alone, not its whole session: its running job must not go
+    on grading (and burning a core) while the scheduler retries it elsewhere."""
+    import psutil
+    (tmp_path / "runner.py").write_text(RUNNER)
+    runner = subprocess.Popen([sys.executable, str(tmp_path / "runner.py")], start_new_session=True)
+    try:
+        _wait_for(lambda: _job_of(runner) is not None, "the runner's job", [runner])
+        job = _job_of(runner)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=30)
+        gone, alive = psutil.wait_procs([job], timeout=30)
+        assert not alive, f"job {job.pid} outlived the process that ran it"
+    finally:
+        _kill(runner)
