@@ -95,8 +95,8 @@ c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every 
 
 # Collecting from nbgrader's exchange (`collect --exchange`, `nbgrader collect`, formgrader's button):
 # the kit's intake checks (no links, no special files, size limit, reserved ids) and a submission time
-# the student cannot set (autograder.exchange says why nbgrader's own timestamp.txt is not used).
-c.ExchangeFactory.collect = "autograder.exchange.KitExchangeCollect"
+# the student cannot set (autograder.term.exchange says why nbgrader's own timestamp.txt is not used).
+c.ExchangeFactory.collect = "autograder.term.exchange.KitExchangeCollect"
 '''
 
 # The gradebook's database when it is not nbgrader's default SQLite file (`release --db URL`).

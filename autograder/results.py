@@ -3,9 +3,9 @@
 autograde`, formgrader), its verdicts are in the autograded notebook's metadata (reverify.py)."""
 import json
 
-from autograder import deadlines
 from autograder.grading.late import penalty_points
 from autograder.grading.pipeline import METADATA_KEY
+from autograder.term import deadlines
 from autograder.testcells import grade_id, read_notebook
 
 STATUS_FILE = "grading_status.json"

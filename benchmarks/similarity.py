@@ -74,8 +74,8 @@ def synthetic_class(release_nb, source_nb, n, seed=0):
 
 
 def run(n, quick=False):
-    from autograder import similarity as sim
     from autograder.course import Course
+    from autograder.term import similarity as sim
     from autograder.testcells import read_notebook
     from autograder.verbs.release import release
     from autograder.verbs.similarity import similarity

@@ -18,7 +18,7 @@ from typing import Optional
 from nbgrader.plugins import LateSubmissionPlugin
 from traitlets import Enum, Float
 
-from autograder import deadlines
+from autograder.term import deadlines
 
 
 @dataclass(frozen=True)

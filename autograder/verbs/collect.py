@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from autograder import deadlines
 from autograder.course import Course, CourseError, reserved_id
+from autograder.term import deadlines
 
 # LMS downloads name files "<student>_<anything>.ipynb" (nbgrader's zip_collect default is alike).
 DEFAULT_PATTERN = r"^(?P<student_id>[^_/\\]+)"
@@ -520,7 +520,7 @@ def add_arguments(parser):
                              "an LMS download), 'collected' = now (default for a folder; use it for a zip a "
                              "student made), or a date like \"2026-12-14 23:00\" (deadline time zone) for "
                              "everything collected now")
-    # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
+    # --- nbgrader's exchange (a JupyterHub course): autograder/term/exchange.py ---
     parser.add_argument("--exchange", action="store_true",
                         help="collect each student's latest `nbgrader submit` from nbgrader's exchange instead of PATH")
     parser.add_argument("--exchange-root", metavar="DIR", default=None,
@@ -533,7 +533,7 @@ def run(course, args):
             raise CourseError("give either PATH or --exchange, not both")
         if getattr(args, "times", None) is not None:
             raise CourseError("--times is for PATH: the exchange records its own submission times")
-        from autograder.exchange import collect_exchange  # it builds on this module's intake
+        from autograder.term.exchange import collect_exchange  # it builds on this module's intake
         collect_exchange(course, args.exchange_root)
         return
     if not args.path:

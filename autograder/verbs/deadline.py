@@ -5,15 +5,15 @@
     deadline                                                     # due date, policy, extensions
 
 The due date is nbgrader's Assignment.duedate; extensions go to course/deadlines.json
-(autograder.deadlines). Penalties are computed when a submission is graded (nbgrader's
+(autograder.term.deadlines). Penalties are computed when a submission is graded (nbgrader's
 AssignLatePenalties with autograder.grading.late.LatePolicy), so a change here reaches stored
 grades only when they are graded again; every change says so.
 """
 import datetime as dt
 import math
 
-from autograder import deadlines
 from autograder.course import ASSIGNMENT, CourseError
+from autograder.term import deadlines
 
 NO_DUE = ("none", "never", "")
 POLICY_CLASS = "autograder.grading.late.LatePolicy"

@@ -9,8 +9,8 @@ import csv
 import json
 
 from autograder.course import Course
-from autograder.lms import write_exports
 from autograder.results import collect_grades
+from autograder.term.lms import write_exports
 
 
 def export(course=None, echo=print, lms=None, lms_assignment_id=None):
@@ -38,7 +38,7 @@ def export(course=None, echo=print, lms=None, lms_assignment_id=None):
     if pending:
         echo(f"{len(pending)} students have answers awaiting manual grading (nbgrader formgrader): their cells "
              "are empty, the 'pending' column names them, and their score is provisional")
-    if lms:  # the LMS's own import file, beside grades.csv (autograder/lms.py)
+    if lms:  # the LMS's own import file, beside grades.csv (autograder/term/lms.py)
         write_exports(course, records, cells, lms, csv_path.parent, lms_assignment_id, echo)
     return csv_path, json_path
 

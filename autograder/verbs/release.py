@@ -1,10 +1,10 @@
 """`release`: build the course directory and the student version of the assignment."""
 from pathlib import Path
 
-from autograder import local_exchange
 from autograder.course import Course, CourseError, copy_sources, failure_line, open_api, write_config
 from autograder.gradebook_db import check_db_url, configured_db_url
 from autograder.seeds import ensure_secret
+from autograder.term import local_exchange
 from autograder.testcells import convention_problems, read_notebook
 
 
@@ -68,7 +68,7 @@ def add_arguments(parser):
     parser.add_argument("--db", dest="db_url", metavar="URL", default=None,
                         help="the gradebook's database, e.g. postgresql://USER@HOST/DBNAME (default: the course's, "
                              "else gradebook.db in the course folder); written into nbgrader_config.py")
-    # --- nbgrader's exchange (a JupyterHub course): autograder/exchange.py ---
+    # --- nbgrader's exchange (a JupyterHub course): autograder/term/exchange.py ---
     parser.add_argument("--exchange", action="store_true",
                         help="also publish the release to nbgrader's exchange, replacing the version published "
                              "before, for students' `nbgrader fetch_assignment`")
@@ -81,5 +81,5 @@ def run(course, args):
     release(course, from_dir=args.from_dir, cell_timeout=args.cell_timeout,
             submission_timeout=args.submission_timeout, db_url=args.db_url)
     if args.exchange or args.exchange_root:
-        from autograder.exchange import publish
+        from autograder.term.exchange import publish
         publish(course, args.exchange_root)

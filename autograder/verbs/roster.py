@@ -9,8 +9,8 @@ column of the export, `--id-column`: the mapping is never guessed.
 import dataclasses
 from pathlib import Path
 
-from autograder import lms
 from autograder.course import CourseError
+from autograder.term import lms
 
 HELP = "import the class list from Canvas or Moodle, or list it"
 # A whole university's user list is a few MB; a class's export is far smaller.

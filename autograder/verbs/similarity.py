@@ -1,4 +1,4 @@
-"""`similarity`: which students' solution code is alike (autograder.similarity says how it is
+"""`similarity`: which students' solution code is alike (autograder.term.similarity says how it is
 measured and what is left out). Writes reports/<assignment>/similarity.html (the top pairs side by
 side, shared code highlighted) and similarity.png (a heatmap of every pair), and prints the top pairs.
 """
@@ -6,8 +6,8 @@ import argparse
 import base64
 import html
 
-from autograder import similarity as sim
 from autograder.course import CourseError
+from autograder.term import similarity as sim
 
 # The page shows student text only as escaped text; the policy is a second lock: even a tag that got
 # through could load and run nothing (no script, no remote resource, inline styles and the inline image only).

@@ -9,9 +9,9 @@ import pwd
 
 import pytest
 
-from autograder import lms
 from autograder.course import CourseError
-from autograder.exchange import collect_exchange
+from autograder.term import lms
+from autograder.term.exchange import collect_exchange
 
 quiet = lambda *args, **kwargs: None  # noqa: E731
 GOOD = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'

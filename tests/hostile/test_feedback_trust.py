@@ -24,13 +24,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from autograder.course import ASSIGNMENT, Course
-
-NOTEBOOK = "assignment"  # the kit's notebook: assignment.ipynb
 from autograder.grading.feedback_page import MAX_TEXT, MISSING_DETAILS, TAMPER, sanitize_html
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
 from autograder.verbs.feedback import course_secrets, feedback, leaked_lines
 
+NOTEBOOK = "assignment"  # the kit's notebook: assignment.ipynb
 ROOT = Path(__file__).resolve().parents[2]
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,

@@ -12,11 +12,11 @@ import nbformat
 import pytest
 from support import sandbox_ok
 
-from autograder import deadlines
 from autograder.__main__ import main
 from autograder.course import Course
 from autograder.grading.late import LatePolicy, Policy, describe, penalty_points
 from autograder.results import collect_grades
+from autograder.term import deadlines
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
 from autograder.verbs.collect import TIME_FROM_FOLDER, TIME_FROM_ZIP, collect

@@ -13,7 +13,7 @@ from support import sandbox_ok
 
 from autograder.__main__ import main
 from autograder.course import Course, CourseError
-from autograder.exchange import collect_exchange, publish
+from autograder.term.exchange import collect_exchange, publish
 from autograder.testcells import read_notebook
 from autograder.variants import VARIANTS, make_submission
 from autograder.verbs.grade import grade
@@ -150,7 +150,7 @@ def test_cli_needs_a_path_or_the_exchange_and_names_a_missing_exchange(hub, tmp_
 
 
 def test_a_notebook_swapped_for_a_link_after_the_scan_is_not_read_through_it(tmp_path):
-    from autograder.exchange import _entry_items
+    from autograder.term.exchange import _entry_items
     from autograder.verbs.collect import Refused
 
     secret = tmp_path / "source.ipynb"
@@ -186,7 +186,7 @@ def test_as_nbgraders_collect_plugin_plain_nbgrader_collect_gets_the_same_checks
     course, exchange, _, _, _, _ = hub
     config = Config()
     config.Exchange.root = str(exchange)
-    config.ExchangeFactory.collect = "autograder.exchange.KitExchangeCollect"
+    config.ExchangeFactory.collect = "autograder.term.exchange.KitExchangeCollect"
     result = open_api(course, config).collect(course.assignment)
     assert result["success"], result
     assert "[WARNING] eve: not collected: a link (eve+backprop+" in result["log"]
@@ -196,7 +196,7 @@ def test_as_nbgraders_collect_plugin_plain_nbgrader_collect_gets_the_same_checks
 def test_a_folder_another_hub_user_owns_is_named_on_the_students_line():
     import pwd
 
-    from autograder.exchange import _owner_warning
+    from autograder.term.exchange import _owner_warning
 
     nobody = pwd.getpwnam("nobody")
     assert _owner_warning("ada", nobody.pw_uid) == "warning: its exchange folder belongs to user nobody, not ada"
@@ -208,7 +208,7 @@ def test_a_folder_another_hub_user_owns_is_named_on_the_students_line():
 def test_exchange_root_is_the_option_then_the_course_config_then_course_exchange(tmp_path, monkeypatch):
     from traitlets.config import Config
 
-    import autograder.exchange as exchange
+    import autograder.term.exchange as exchange
 
     monkeypatch.setattr(exchange, "_jupyter_config", Config)   # this machine's /etc/jupyter is not the test's
     course = Course(tmp_path / "course")

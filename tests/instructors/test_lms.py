@@ -1,4 +1,4 @@
-"""The LMS round trip (autograder/lms.py, verbs/roster.py, export --lms): a roster read from a Canvas
+"""The LMS round trip (autograder/term/lms.py, verbs/roster.py, export --lms): a roster read from a Canvas
 gradebook export or a Moodle participants export, grades written back in each LMS's import format.
 
 The sample exports in tests/fixtures/lms/ are shaped like the LMSs' own: a UTF-8 BOM, non-ASCII
@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_notebook
 
-from autograder import lms
 from autograder.course import ASSIGNMENT, Course, CourseError
+from autograder.term import lms
 from autograder.verbs.export import export
 from autograder.verbs.roster import class_list, import_roster
 

@@ -9,7 +9,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import similarity as sim
+from autograder.term import similarity as sim
 from autograder.testcells import reference_solutions
 
 # The hand-made disguise of grace's per-row loop (independent of the demo's): other names, comments,

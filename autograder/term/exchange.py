@@ -124,7 +124,7 @@ class KitExchangeCollect(ExchangeCollect):
     """nbgrader's ExchangeCollect: the same choice of one inbound folder per student (the latest by
     the time in its name, or the latest before the due date with before_duedate), brought into
     submitted/ by the kit's intake instead of copytree. Usable as nbgrader's plugin too
-    (c.ExchangeFactory.collect = "autograder.exchange.KitExchangeCollect"): then plain
+    (c.ExchangeFactory.collect = "autograder.term.exchange.KitExchangeCollect"): then plain
     `nbgrader collect` and formgrader's Collect button get the same checks and log the same lines."""
 
     lines = Dict(help="student (or '? name') -> the line a TA reads; filled by copy_files")

@@ -19,7 +19,7 @@ from traitlets.config import Config, JSONFileConfigLoader, PyFileConfigLoader
 from autograder.course import CourseError, failure_line, open_api
 
 CONFIG_LINES = '''
-# nbgrader's exchange of this course (autograder/local_exchange.py): `release` publishes the student
+# nbgrader's exchange of this course (autograder/term/local_exchange.py): `release` publishes the student
 # version here, so formgrader shows the assignment as released. A hub's shared exchange replaces it.
 c.Exchange.root = {root!r}
 '''
