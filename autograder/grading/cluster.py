@@ -86,22 +86,35 @@ def _shared(course):
 
 
 @contextlib.contextmanager
-def connect(scheduler, workers=None):
+def connect(scheduler, workers=None, warn=None):
     """A dask.distributed Client: on the scheduler at `scheduler`, or ("local") on a LocalCluster of
-    `workers` single-threaded worker processes started here and stopped on leaving."""
+    `workers` single-threaded workers started here and stopped on leaving.
+
+    A Dask scheduler runs whatever a connected client sends it, on itself and on every worker. The
+    local cluster therefore lives inside this process and talks over Dask's in-process transport:
+    no port another user of the machine could connect to (only the status pages listen, on
+    127.0.0.1). Each job still runs in a child process of its own (jobs.run), killed at its budget.
+    A tcp:// scheduler is unauthenticated: `warn` gets one line saying so; tls:// uses Dask's TLS
+    settings (dask config `distributed.comm.tls.*`), which Client reads by itself.
+    """
     import dask
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
         with dask.config.set({"distributed.worker.daemon": False}):  # see DAEMON_HELP
             cluster = LocalCluster(n_workers=workers or multiprocessing.cpu_count(), threads_per_worker=1,
-                                   processes=True, dashboard_address=None, preload=[__name__])
+                                   processes=False, protocol="inproc://", dashboard_address="127.0.0.1:0",
+                                   worker_dashboard_address="127.0.0.1:0", preload=[__name__])
         try:
             with Client(cluster) as client:
                 yield client
         finally:
             cluster.close()
         return
+    if str(scheduler).startswith("tcp://") and warn is not None:
+        warn(f"warning: {scheduler} is neither encrypted nor authenticated: whoever can reach that port can run "
+             "code on the scheduler, the workers and this process; on a shared network use a tls:// address "
+             "with Dask's TLS settings")
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:

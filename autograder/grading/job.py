@@ -7,6 +7,7 @@ course folder, so the same function runs in a local child process (verbs/grade.p
 or on a Dask worker on another machine (cluster.py)."""
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,7 +25,9 @@ from autograder.seeds import SECRET_FILE
 # Files of the course root that a job needs besides source/ and the submission: the config, the
 # secret that seeds hidden inputs, and every file the config or a pipeline step reads (the
 # deadlines file with the students' extensions). A file missing from a course is not shipped.
-COURSE_FILES = ("nbgrader_config.py", SECRET_FILE, "deadlines.json")
+CONFIG_FILE = "nbgrader_config.py"
+COURSE_FILES = (CONFIG_FILE, SECRET_FILE, "deadlines.json")
+DB_URL_LINE = re.compile(r"\s*c\.CourseDirectory\.db_url\s*=")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,17 @@ def course_files(course):
     """The CourseFiles of a course's assignment (the course must be released)."""
     root_files = {name: (course.root / name).read_bytes() for name in COURSE_FILES
                   if (course.root / name).is_file()}
+    if CONFIG_FILE in root_files:
+        root_files[CONFIG_FILE] = without_db_url(root_files[CONFIG_FILE])
     return CourseFiles(course.assignment, read_tree(course.source), root_files, gradebook_snapshot_bytes(course))
+
+
+def without_db_url(config):
+    """The course config without its gradebook URL: a job grades against its own SQLite snapshot
+    (it sets its own db_url), and the URL may carry a database password that a grading worker on
+    another machine has no business holding."""
+    lines = config.decode("utf-8").splitlines(keepends=True)
+    return "".join(line for line in lines if not DB_URL_LINE.match(line)).encode("utf-8")
 
 
 def job_input(course, student, shared):

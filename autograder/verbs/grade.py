@@ -35,7 +35,8 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
     """Grade all submitted students (or `students`); returns [Outcome], one per student.
 
     `scheduler`: None grades here with `workers` child processes; "local" starts a Dask
-    LocalCluster of `workers` processes; "tcp://HOST:PORT" sends the jobs to that Dask scheduler.
+    LocalCluster of `workers` in-process workers (each job still a child process); "tcp://HOST:PORT"
+    or "tls://HOST:PORT" sends the jobs to that Dask scheduler.
     """
     course = course or Course()
     course.require_release()
@@ -58,7 +59,7 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
     shared = course_files(course)  # the gradebook snapshot every job grades against
 
     outcomes = []
-    with _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler) as finished:
+    with _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler, echo) as finished:
         for student, result in _progress(finished, len(students), progress):
             outcome = result if isinstance(result, Outcome) else Outcome(student, False, f"not graded: {result}")
             try:
@@ -75,7 +76,7 @@ def grade(course=None, students=None, *, workers=None, sandbox=True, seed=None, 
 
 
 @contextlib.contextmanager
-def _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler):
+def _finished_jobs(course, students, shared, workers, sandbox, seed, budget, scheduler, echo=print):
     """(student, Outcome or why-not line) as jobs finish, here or on a Dask cluster. Submissions are
     read from the course only when their job is about to start."""
     seconds = budget + BOOKKEEPING_SECONDS
@@ -87,7 +88,7 @@ def _finished_jobs(course, students, shared, workers, sandbox, seed, budget, sch
             yield ((job.key, result) for job, result in jobs.run(grade_job, work, workers=workers, seconds=seconds))
         return
     from autograder.grading import cluster
-    with cluster.connect(scheduler, workers) as client:
+    with cluster.connect(scheduler, workers, warn=echo) as client:
         cluster.check_workers(client, sandbox)
         submissions = ((student, job_input(course, student, shared).submission) for student in students)
         yield cluster.run(client, shared, submissions, sandbox=sandbox, seed=seed, budget=budget, seconds=seconds)

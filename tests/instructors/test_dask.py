@@ -210,3 +210,47 @@ def test_a_job_dies_with_the_worker_that_runs_it(tmp_path):
         assert not alive, f"job {job.pid} outlived the process that ran it"
     finally:
         _kill(runner)
+
+
+def _listening():
+    import psutil
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections() if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_local_cluster_opens_no_port_that_runs_code_and_grades_like_the_pool(released_course, tmp_path):
+    """`grade --cluster local`: a Dask scheduler runs whatever a client sends it, so the local
+    cluster talks in-process; only its status pages listen, on 127.0.0.1."""
+    before = _listening()
+    with cluster.connect("local", 1) as client:
+        assert client.scheduler.address.startswith("inproc://")
+        assert all(address.startswith("inproc://") for address in client.scheduler_info()["workers"])
+        opened = _listening() - before
+    assert opened and all(ip == "127.0.0.1" for ip, _ in opened), opened
+
+    course = course_with_class(released_course, tmp_path / "course")
+    for name in ("relu_mask_missing", "untouched"):  # two students are enough here
+        shutil.rmtree(course.submitted(name).parent)
+    outcomes = grade_verb.grade(course, workers=2, sandbox=sandbox_ok(), progress=False, echo=quiet, scheduler="local")
+    expected = {name: {cell: 0.0 if cell in LOST[name] else float(points) for cell, points in POINTS.items()}
+                for name in ("perfect", "dz_missing_1_over_n")}
+    assert {o.student: o.scores for o in outcomes if o.ok} == expected
+
+
+def test_a_tcp_scheduler_is_named_unauthenticated_and_jobs_never_carry_the_database_url(released_course, tmp_path,
+                                                                                        monkeypatch):
+    warned = []
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(CourseError):
+        with cluster.connect("tcp://127.0.0.1:9", warn=warned.append):
+            pass
+    assert len(warned) == 1 and "neither encrypted nor authenticated" in warned[0]
+
+    from autograder.grading.job import course_files
+    course = Course(tmp_path / "course")
+    shutil.copytree(released_course.root, course.root)
+    url = f"sqlite:///{course.gradebook}?password=hunter2"  # a URL with a secret in it, as a Postgres one may have
+    with open(course.config_file, "a") as config:
+        config.write(f"\nc.CourseDirectory.db_url = {url!r}\n")
+    shipped = course_files(Course(course.root)).root_files["nbgrader_config.py"].decode()
+    assert "hunter2" not in shipped and "db_url" not in shipped
+    assert "c.GradingExecute.sandbox" in shipped  # the rest of the config still travels
