@@ -5,6 +5,8 @@ hidden_checks  the test cells of one submission, in-process
 grading        seconds per submission through release, grade (production path, 1/2 workers), feedback;
                one submission's job stage by stage (stages.py)
 cluster        the Dask path against the local pool at the same cores; 10,000-submission projection
+gradebook_db   merge, snapshot and read-back on SQLite and PostgreSQL (a throwaway server)
+similarity     the similarity report on a synthetic class of 200 (40 with --quick), planted copies first
 
 --quick is a smoke run (few repetitions, 4 submissions); its results go to benchmarks/results/quick/,
 which git ignores, so the committed full results stay as they are.
@@ -12,7 +14,7 @@ which git ignores, so the committed full results stay as they are.
 import argparse
 import time
 
-NAMES = ("training", "hidden_checks", "grading", "cluster")
+NAMES = ("training", "hidden_checks", "grading", "cluster", "gradebook_db", "similarity")
 
 
 def main(argv=None):
@@ -21,12 +23,14 @@ def main(argv=None):
     parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
     args = parser.parse_args(argv)
-    from benchmarks import cluster, common, grading, hidden_checks, training
-    modules = {"training": training, "hidden_checks": hidden_checks, "grading": grading, "cluster": cluster}
+    from benchmarks import cluster, common, gradebook_db, grading, hidden_checks, similarity, training
+    runs = {"training": training.run, "hidden_checks": hidden_checks.run, "grading": grading.run,
+            "cluster": cluster.run, "gradebook_db": gradebook_db.run,
+            "similarity": lambda quick: similarity.run(40 if quick else 200, quick=quick)}
     for name in args.only or NAMES:
         print(f"\n=== {name}{' (quick)' if args.quick else ''}", flush=True)
         start = time.perf_counter()
-        modules[name].run(quick=args.quick)
+        runs[name](quick=args.quick)
         print(f"=== {name}: {time.perf_counter() - start:.0f} s; report in "
               f"{common.output_dir(args.quick) / (name + '.md')}", flush=True)
 
