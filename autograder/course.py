@@ -285,6 +285,18 @@ def copy_sources(course, from_dir=None):
     staged.rename(course.source)
 
 
+def coursedir_of(preprocessor):
+    """The CourseDirectory an nbgrader preprocessor runs in, or None: nbgrader builds preprocessors
+    with the exporter as parent, and the exporter with the converter (which knows the course's
+    folders) as parent."""
+    node = preprocessor
+    while node is not None:
+        if getattr(node, "coursedir", None) is not None:
+            return node.coursedir
+        node = getattr(node, "parent", None)
+    return None
+
+
 def open_api(course, config=None):
     """nbgrader's Python API on this course, with its nbgrader_config.py (and overrides) applied."""
     import logging

@@ -32,6 +32,8 @@ from jinja2 import pass_context
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, NbGraderPreprocessor
 
+from autograder.course import coursedir_of
+
 # Size caps for what a page shows of the student's own outputs. A submission may carry hundreds of MB
 # of outputs; the page must stay readable and small whatever it carries.
 MAX_TEXT = 20_000            # characters of one text output, one traceback, one cell's source
@@ -398,14 +400,10 @@ class TrustedFeedback(NbGraderPreprocessor):
         return trusted, resources
 
     def _coursedir(self):
-        # nbgrader creates preprocessors with the exporter as parent, and the exporter with the
-        # converter (which knows the course's folders) as parent.
-        node = self
-        while node is not None:
-            if getattr(node, "coursedir", None) is not None:
-                return node.coursedir
-            node = getattr(node, "parent", None)
-        raise ValueError("TrustedFeedback runs only inside nbgrader's GenerateFeedback")
+        coursedir = coursedir_of(self)
+        if coursedir is None:
+            raise ValueError("TrustedFeedback runs only inside nbgrader's GenerateFeedback")
+        return coursedir
 
 
 AWAITING = ("**Awaiting grading.** Your grader has not marked this answer yet: the 0 shown for it is not a mark, "

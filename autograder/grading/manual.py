@@ -25,6 +25,8 @@ from pathlib import Path
 from nbgrader import utils
 from nbgrader.preprocessors import SaveAutoGrades
 
+from autograder.course import coursedir_of
+
 ANSWERS_FILE = "graded_answers.json"
 
 
@@ -131,12 +133,5 @@ class KeepManualGrades(SaveAutoGrades):
         self.gradebook.db.commit()
 
     def _coursedir(self):
-        # nbgrader builds preprocessors with the exporter as parent, the exporter with the converter
-        # (which knows the course's folders) as parent
-        node = self
-        while node is not None:
-            if getattr(node, "coursedir", None) is not None:
-                return node.coursedir
-            node = getattr(node, "parent", None)
         from nbgrader.coursedir import CourseDirectory
-        return CourseDirectory(config=self.config)
+        return coursedir_of(self) or CourseDirectory(config=self.config)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from support import sandbox_ok
+from support import sandbox_ok, stop_server
 
 from autograder.course import Course
 from autograder.testcells import grade_id, read_notebook
@@ -137,28 +137,7 @@ def formgrader(course, tmp_path_factory):
             time.sleep(0.5)
         yield base
     finally:
-        _stop(server)
-
-
-def _stop(server):
-    """SIGTERM, then kill: the server, and whatever it started, by process id."""
-    import psutil
-    try:
-        started = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        started = []
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    for proc in started:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+        stop_server(server)
 
 
 def _grades(course, student):

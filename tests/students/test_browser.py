@@ -7,7 +7,6 @@ Screenshots go to tests/artifacts/browser/ (git-ignored) for a human to look at.
 """
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from support import stop_server
 
 from autograder.testcells import grade_id
 from autograder.variants import VARIANTS, make_submission
@@ -144,7 +144,7 @@ def lab(student_folder, tmp_path):
                 time.sleep(0.5)
         yield base
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def _wait(page, js, seconds, what):
@@ -157,28 +157,6 @@ def _wait(page, js, seconds, what):
 
 def _tail(log, lines=40):
     return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop(server):
-    """Stop the server and everything it started. SIGTERM lets Jupyter shut its kernels down; kernels
-    run in sessions of their own, so whatever outlives the server is killed by its process id."""
-    import psutil
-    try:
-        started = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        started = []
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    for proc in started:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def test_a_correct_notebook_runs_renders_and_validates_in_jupyterlab(lab, student_folder):
