@@ -97,6 +97,10 @@ c.HTMLExporter.sanitize_html = True  # nbconvert's own sanitizer too, for every 
 # the kit's intake checks (no links, no special files, size limit, reserved ids) and a submission time
 # the student cannot set (autograder.term.exchange says why nbgrader's own timestamp.txt is not used).
 c.ExchangeFactory.collect = "autograder.term.exchange.KitExchangeCollect"
+
+# `nbgrader export` writes its own CSV (all assignments, nbgrader's columns) beside the kit's
+# grades.csv, not over it.
+c.CsvExportPlugin.to = "nbgrader_grades.csv"
 '''
 
 # The gradebook's database when it is not nbgrader's default SQLite file (`release --db URL`).
@@ -210,7 +214,8 @@ class Course:
 RESERVED_NAMES = frozenset({
     # the course root (the kit's files and nbgrader's)
     "gradebook.db", "nbgrader_config.py", "nbgrader_config.json", "grading_status.json", "graded_answers.json",
-    "grades.csv", "grades.json", "reports", "exports", "exchange", "deadlines.json", "lms_roster.json",
+    "grades.csv", "grades.json", "nbgrader_grades.csv", "reports", "exports", "exchange", "deadlines.json",
+    "lms_roster.json",
     # nbgrader's step folders and the folders of its exchange and zip_collect
     "source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests",
     "inbound", "outbound", "downloaded", "extracted", "archive",

@@ -1,6 +1,8 @@
 """`export`: exports/<assignment>/grades.csv (the contract's columns) and grades.json (the same, per
-cell, with status). A folder per assignment (a course has many), and never the course root: `nbgrader
-export` writes its own grades.csv there, and the two must not overwrite each other.
+cell, with status). A folder per assignment (a course has many). The kit's own assignment's CSV is
+also copied to the course root's grades.csv, where the contract's readers have always found it; the
+course config sends `nbgrader export`'s CSV to nbgrader_grades.csv, so the two never overwrite each
+other.
 
 Not an nbgrader ExportPlugin: those see the gradebook only, and an export here also carries the
 grader's verdicts (tamper suspected, timed out) kept in the autograded notebooks.
@@ -8,7 +10,7 @@ grader's verdicts (tamper suspected, timed out) kept in the autograded notebooks
 import csv
 import json
 
-from autograder.course import Course
+from autograder.course import ASSIGNMENT, Course
 from autograder.results import collect_grades
 from autograder.term.lms import write_exports
 
@@ -29,6 +31,8 @@ def export(course=None, echo=print, lms=None, lms_assignment_id=None):
             writer.writerow([record["student_id"], _fmt(record["score"]), _fmt(record["max_score"])] + per_cell
                             + [pending_cell(record)] + late_cells(record))
     json_path.write_text(json.dumps({"assignment": course.assignment, "students": records}, indent=2))
+    if course.assignment == ASSIGNMENT:
+        (course.root / "grades.csv").write_bytes(csv_path.read_bytes())
     echo(f"{len(records)} students: {csv_path} and {json_path}")
     stale = sorted(s for s, r in records.items() if r.get("late_penalty_stale"))
     if stale:

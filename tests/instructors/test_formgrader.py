@@ -332,6 +332,7 @@ def test_nbgrader_export_and_the_kits_export_keep_their_own_files(course, graded
     kit_csv, _ = export(course, echo=quiet)
     ours = kit_csv.read_text()
     _nbgrader(course, "export")
-    theirs = (course.root / "grades.csv").read_text()
+    theirs = (course.root / "nbgrader_grades.csv").read_text()
     assert kit_csv == course.root / "exports" / course.assignment / "grades.csv"
     assert kit_csv.read_text() == ours and theirs.startswith("assignment,duedate,timestamp,student_id")
+    assert (course.root / "grades.csv").read_text() == ours  # the contract's path: the kit's assignment
