@@ -37,7 +37,7 @@ TARGET_SECONDS = 2.0 + 1.0  # per submission, with the sandbox (issue 8)
 TARGET_CHEAP = 2.0          # per submission, 1 worker (issue 12, item 5)
 TARGET_SPEEDUP = 1.8
 MIN_CLASS = 20
-FORKSERVER_LABEL = "experiment: 1 worker, jobs forked from a forkserver with the grader's modules preloaded"
+FORKSERVER_LABEL = "before issue 12.5: 1 worker, the forkserver preloads the job's module only (no prewarm)"
 QUICK_VARIANTS = ("perfect", "loss_and_grad_per_row_loop", "dz_missing_1_over_n", "untouched")
 
 
@@ -79,32 +79,42 @@ def write_class(folder, notebooks):
         (folder / student / "assignment.ipynb").write_text(text)
 
 
-PRELOAD = ("autograder.grading.job", "autograder.grading.execute", "autograder.grading.pipeline",
-           "autograder.judge.verify", "autograder.sandbox.kernel", "nbgrader.apps", "nbgrader.converters",
-           "nbclient", "numpy", "matplotlib.pyplot")
+def stop_forkserver():
+    """Stop the forkserver this process started, if any: the next grade() starts its own, as every
+    `python -m autograder grade` does, so that each run pays its start-up (imports, prewarm)."""
+    from multiprocessing import forkserver
+    forkserver._forkserver._stop()  # noqa: SLF001 - no public way to stop it
 
 
 @contextlib.contextmanager
-def forkserver_jobs():
-    """Experiment, in this process only: autograder.grading.jobs starts each job by forking a
-    forkserver that imported the grader's modules once (PRELOAD), instead of spawning a fresh
-    interpreter. Still one process per submission, killed the same way; student code never runs
-    in it (the kernel and the verification worker are exec'd inside bubblewrap)."""
-    import multiprocessing
-
+def forkserver_jobs(prewarm=True):
+    """Each grade run in a forkserver of its own. prewarm=False: the comparison, in this process
+    only, with the forkserver as it was before issue 12 item 5 (the job's module preloaded alone,
+    no autograder.grading.prewarm): jobs.start_forkserver is replaced while the block runs."""
     from autograder.grading import jobs
 
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
-    saved = jobs.get_context
-    jobs.get_context = lambda _method: ctx
+    stop_forkserver()
+    saved = jobs.start_forkserver
+
+    def job_module_only(module):
+        import multiprocessing
+        from multiprocessing import forkserver
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([module])
+        forkserver.ensure_running()
+        return ctx
+
+    if not prewarm:
+        jobs.start_forkserver = job_module_only
     try:
         yield
     finally:
-        jobs.get_context = saved
+        jobs.start_forkserver = saved
+        if not prewarm:
+            stop_forkserver()  # later runs must not inherit it
 
 
-def grade_class(course, *, workers, sandbox, cpu_clock, forkserver=False):
+def grade_class(course, *, workers, sandbox, cpu_clock, before=False):
     """One grade() of the whole class (production path): wall s, CPU s of every process it started
     (cpu, from the cpuacct clock), per-submission s, scores {student: {cell: pts}}, failed, the
     cores other processes kept busy just before it (others_before, a 2 s probe) and the cores all
@@ -113,7 +123,7 @@ def grade_class(course, *, workers, sandbox, cpu_clock, forkserver=False):
     before = common.probe_others()
     meter = common.CpuMeter()
     cpu0 = cpu_clock()
-    with forkserver_jobs() if forkserver else contextlib.nullcontext():
+    with forkserver_jobs(prewarm=not before):
         seconds, outcomes = common.timed(grade, course, workers=workers, sandbox=sandbox, progress=False,
                                          echo=silent)
     cpu = cpu_clock() - cpu0
@@ -134,6 +144,7 @@ def profile_stages(course, student, scratch, sandbox):
     scratch.mkdir(parents=True)
     shutil.copy2(course.gradebook, scratch / "gradebook.db")
     budget = submission_budget(course)
+    jobs.start_forkserver("autograder.grading.job")  # as grade's jobs are forked (a no-op if running)
     t_submit = time.time()
     work = [jobs.Job("profile", (t_submit, str(course.root), student, str(scratch), sandbox, None, budget))]
     [(_, result)] = list(jobs.run(stages.profiled_job, work, workers=1, seconds=2 * budget + BOOKKEEPING_SECONDS))
@@ -268,7 +279,7 @@ def run(quick=False, students=None):
         kind = "sandbox + verification" if sandbox_ok else "NO sandbox (bwrap missing) + verification"
         plan = [(f"production ({kind}), 1 worker", dict(workers=1, sandbox=sandbox_ok)),
                 (f"production ({kind}), 2 workers", dict(workers=2, sandbox=sandbox_ok)),
-                (FORKSERVER_LABEL, dict(workers=1, sandbox=sandbox_ok, forkserver=True))]
+                (FORKSERVER_LABEL, dict(workers=1, sandbox=sandbox_ok, before=True))]
         # Rounds in ABBA order (the second round reversed), so a drift in the machine's load over the
         # minutes this takes falls on both configurations alike.
         runs = {label: [] for label, _ in plan}
@@ -365,8 +376,8 @@ def analysis(s, one, two, per_sub_serial, speedup, grouped_cold, grouped_warm, s
         "across all its processes. The largest parts: "
         + ", ".join(f"{g} {w:.2f} s ({c:.2f} s CPU)" for g, (w, c) in top[:4])
         + f". Graded again in the same process (warm) it takes {warm_total:.2f} s: the "
-        f"{cold_total - warm_total:.2f} s difference is what one fresh process per submission costs "
-        "(interpreter start, importing nbgrader/nbconvert/SQLAlchemy/matplotlib in the grader, first-use caches).")
+        f"{cold_total - warm_total:.2f} s difference is what a job forked from the forkserver still pays on its "
+        "first submission (fork, first-use caches and whatever the forkserver did not preload).")
     lat1, lat2 = (common.summarize(r["per_submission"])["median"] for r in (one, two))
     rounds = len(one["walls"])
     work1, work2 = (sum(r["per_submission"]) / rounds for r in (one, two))
@@ -388,18 +399,19 @@ def analysis(s, one, two, per_sub_serial, speedup, grouped_cold, grouped_warm, s
     lines.append(text)
     if fork:
         lines.append(
-            f"- **Process start-up per job.** The same class with 1 worker, each job forked from a forkserver that "
-            f"imported the grader's modules once: {fork['wall'] / fork['n']:.2f} s and {fork['cpu'] / fork['n']:.2f} "
-            f"s CPU per submission, against {per_sub_serial:.2f} s and {one['cpu'] / one['n']:.2f} s CPU with a "
-            f"freshly spawned interpreter per job ({per_sub_serial / (fork['wall'] / fork['n']):.2f}× by wall, "
-            f"{one['cpu'] / fork['cpu']:.2f}× by CPU); grades identical: see above. This is a benchmark-only "
-            "experiment (it patches `autograder.grading.jobs.get_context` in this process).")
+            f"- **Before and after issue 12 item 5, same session.** The same class with 1 worker and the "
+            f"forkserver as it was before (the job's module preloaded alone, `rfc3987_syntax` imported): "
+            f"{fork['wall'] / fork['n']:.2f} s and {fork['cpu'] / fork['n']:.2f} s CPU per submission; with "
+            f"autograder.grading.prewarm: {per_sub_serial:.2f} s and {one['cpu'] / one['n']:.2f} s CPU "
+            f"({(fork['wall'] / fork['n']) / per_sub_serial:.2f}× by wall, {fork['cpu'] / one['cpu']:.2f}× by CPU); "
+            "grades identical: see above. Every grade run starts a forkserver of its own, as each `grade` command "
+            "does, so its start-up is in these figures, shared by the class.")
     return lines + [""]
 
 
 def suggestions(s, one, fork, profiles):
     """Cuts of fixed per-submission costs that change neither grades nor the sandbox, with the
-    measured figures they rest on (none is applied outside benchmarks/)."""
+    measured figures they rest on: the ones in place, and what is left."""
     def cost(prefix):
         hit = [v for k, v in s["costs"].items() if k.startswith(prefix)]
         return (_med(hit[0][0]), _med(hit[0][1])) if hit else (float("nan"), float("nan"))
@@ -409,40 +421,42 @@ def suggestions(s, one, fork, profiles):
 
     full, no_rfc = cost("... + what its first"), cost("... the same with `rfc3987")
     rfc = cost("`import rfc3987_syntax`")
-    lines = ["## Cuts that keep grades and the sandbox as they are", ""]
-    if fork:
-        lines.append(
-            f"1. **Fork jobs from a forkserver that preloaded the grader's modules** (`autograder/grading/jobs.py`: "
-            f"`get_context(\"forkserver\")` plus `set_forkserver_preload([...])`). Measured above: "
-            f"{one['cpu'] / one['n']:.2f} → {fork['cpu'] / fork['n']:.2f} s CPU and {one['wall'] / one['n']:.2f} → "
-            f"{fork['wall'] / fork['n']:.2f} s wall per submission with 1 worker, grades identical. Still one "
-            "process per submission, killed by the parent at its budget (psutil tree kill by pid); student code "
-            "never runs in that process (kernel and verification worker are exec'd in bubblewrap), so the sandbox "
-            "is untouched. The server must preload only import-time state (no open gradebook, no threads).")
+    lines = ["## Cuts that keep grades and the sandbox as they are", "",
+             "In place (1-4), then what is left (5):", ""]
+    measured = (f" Measured above, same session: {fork['cpu'] / fork['n']:.2f} → {one['cpu'] / one['n']:.2f} s CPU "
+                f"and {fork['wall'] / fork['n']:.2f} → {one['wall'] / one['n']:.2f} s wall per submission with 1 "
+                "worker, grades identical.") if fork else ""
     lines.append(
-        f"2. **Keep `rfc3987_syntax` out of the job** (it builds a Lark grammar at import: {rfc[1]:.2f} s CPU, "
-        f"{rfc[0]:.2f} s wall here; it comes in through nbgrader → nbformat → jsonschema's optional `iri` format "
-        "checker, which nbformat's notebook schema does not need): uninstalling it, or "
-        "`sys.modules.setdefault(\"rfc3987_syntax\", None)` before nbgrader is imported in the job, takes a job "
-        f"process's imports from {full[1]:.2f} to {no_rfc[1]:.2f} s CPU ({full[0]:.2f} → {no_rfc[0]:.2f} s wall). "
-        "With the forkserver it is paid once per grade run instead.")
+        "1. **Jobs are forked from a forkserver that imported and warmed what every job needs** "
+        "(`autograder/grading/jobs.py` preloads `autograder.grading.prewarm`, then the job's module): nbgrader, "
+        "nbconvert/nbclient's execution machinery, the kernelspec lookup, numpy and matplotlib (the grader's own "
+        "run of the imports cell in Reverify), and SQLAlchemy's mapping of the gradebook classes (on an in-memory "
+        f"database that is closed again).{measured} Still one process per submission, killed by the parent at its "
+        "budget; student code never runs in it (kernel and verification worker are exec'd in bubblewrap). The "
+        "forkserver holds no open gradebook or file; numpy's BLAS pool is the one thread it starts (OpenBLAS "
+        "shuts it down at fork).")
+    lines.append(
+        f"2. **`rfc3987_syntax` is kept out of the forkserver** (it builds a Lark grammar at import: {rfc[1]:.2f} s "
+        f"CPU, {rfc[0]:.2f} s wall here; it comes in through nbgrader → nbformat → jsonschema's optional `iri` "
+        "format checker, which nbformat never uses: it validates without a format checker). prewarm puts "
+        "`None` in `sys.modules` for it before nbformat is imported, only in the forkserver: a job's imports "
+        f"measured alone go from {full[1]:.2f} to {no_rfc[1]:.2f} s CPU ({full[0]:.2f} → {no_rfc[0]:.2f} s wall), "
+        "paid once per grade run.")
     exit_s = _med([p["return_and_exit"] for p in profiles])
     lines.append(
-        f"3. **Skip the job process's interpreter teardown**: {exit_s:.2f} s wall passed between the job returning "
-        "its result and the parent seeing it finished (the parent joins the child before it starts the next job). "
-        "The child could `os._exit(0)` right after `send.close()` in `jobs._child` (nothing is left to flush: its "
-        "gradebook is a scratch copy, the result is already sent).")
+        f"3. **The job skips its interpreter's teardown** (`os._exit(0)` once the result is sent, `jobs._child`): "
+        f"{exit_s:.2f} s wall now pass between the job returning its result and the parent seeing it finished.")
     shut = step("kernel shutdown, jail close")
     lines.append(
-        f"4. **Stop the kernel at once after the last cell** (`c.Execute.shutdown_kernel = \"immediate\"`): the "
-        f"graceful shutdown took {shut:.2f} s wall ({step('kernel shutdown, jail close', field='cpu'):.2f} s CPU) "
-        "per submission; the outputs are in by then and the jail kills whatever is left anyway. Not measured here.")
+        f"4. **The kernel is stopped at once after the last cell** (`GradingExecute.shutdown_kernel = "
+        f"\"immediate\"`): kernel shutdown and jail close now take {shut:.2f} s wall "
+        f"({step('kernel shutdown, jail close', field='cpu'):.2f} s CPU) per submission.")
     lines.append(
-        f"5. **Smaller, measured but not worth much**: copying the course into scratch "
+        f"5. **Left, measured but not worth much**: copying the course into scratch "
         f"{step('scratch copy of the course, notebook check'):.2f} s; the verification run directory "
         f"{step('verification: run dir (copy helpers, data, worker, font cache)'):.2f} s cold / "
         f"{step('verification: run dir (copy helpers, data, worker, font cache)', 'warm'):.2f} s warm (the cold "
-        "figure is importing matplotlib to find its font cache); waiting for the verification worker "
+        "figure was importing matplotlib to find its font cache, preloaded now); waiting for the verification worker "
         f"{step('verification: waiting for the worker (Python, numpy, imports, student code)'):.2f} s (it starts "
         "while the grader builds its namespace; it could start even earlier, alongside the kernel, which would "
         "shorten latency but not CPU). The kernel's start until ready "

@@ -68,7 +68,8 @@ def start_forkserver(module):
     """The forkserver jobs are forked from, started now with `module` imported once (a no-op once
     it runs): a grading process started before any job runs pays the imports up front."""
     ctx = get_context("forkserver")
-    ctx.set_forkserver_preload([module])  # only before the forkserver starts; later a no-op
+    # only before the forkserver starts; later a no-op. prewarm first: it must precede nbformat's import
+    ctx.set_forkserver_preload(["autograder.grading.prewarm", module])
     from multiprocessing import forkserver
     forkserver.ensure_running()
     return ctx
