@@ -588,7 +588,7 @@ def write(s):
         *common.table(["target", "verdict", "measured"],
                       [[w, common.verdict(v) if v is not None else "n/a", d] for w, v, d in targets]),
         "",
-        f"Grades identical between every run (1 worker, 2 workers, the forkserver experiment): "
+        f"Grades identical between every run (1 worker, 2 workers, the run before issue 12.5): "
         f"**{'yes' if identical else 'NO'}**"
         + (f" (differ: {', '.join(differing)})" if differing else "")
         + f". Submissions not graded in some run: {', '.join(failed) if failed else 'none'}.",

@@ -5,6 +5,8 @@ finishes by itself. Here every job is a fresh process; the parent watches the cl
 job's whole process tree at its deadline, whatever the job (or the student code under it) does.
 Jobs are forked from a forkserver that has imported the job's module once: a freshly spawned
 interpreter spent ~2.5 CPU s per submission importing nbgrader (benchmarks/results/grading.md).
+The forkserver imports autograder.grading.prewarm first: what every job would otherwise load or
+warm on its first submission (benchmarks/results/cheaper.md).
 No student code ever runs in a job process itself (kernels and workers are sandboxed children).
 """
 import contextlib
