@@ -43,6 +43,10 @@ COPIES = {"margaret": "grace"}
 # handed in two days early): edsger is late; donald is later still but has a 48 h extension.
 HANDED_IN_LATE = {"edsger": 25, "donald": 30}
 EXTENSIONS = {"donald": 48}
+# What a TA enters in formgrader for the written answers (points per answer); ken's are left for
+# later, so the exports show a pending answer next to graded ones.
+WRITTEN_MARKS = {"derivation": 3, "reflection_curves": 2, "reflection_speed": 1.5}
+NOT_YET_MARKED = ("ken",)
 MARKER = ".autograder-demo"
 
 
@@ -116,6 +120,30 @@ def disguise(nb, cell="loss_and_grad"):
             c.source = "# my own version: one sample at a time\n" + text.replace("\n  return", "\n\n  return")
 
 
+def mark_written_answers(course, echo=print):
+    """The TA's part, as formgrader stores it: a manual score and a comment on each written answer
+    of every student who wrote one (WRITTEN_MARKS), except NOT_YET_MARKED."""
+    from nbgrader.api import Gradebook
+    marked = []
+    with Gradebook(course.db_url) as gb:
+        for submission in gb.assignment_submissions(course.assignment):
+            student = submission.student.id
+            if student in NOT_YET_MARKED:
+                continue
+            notebook = gb.find_submission_notebook(course.notebook_name, course.assignment, student)
+            pending = {g.name: g for g in notebook.grades if g.name in WRITTEN_MARKS and g.needs_manual_grade}
+            for name, grade in pending.items():
+                grade.manual_score = WRITTEN_MARKS[name]
+                grade.needs_manual_grade = False
+            for comment in notebook.comments:
+                if comment.name in pending:
+                    comment.manual_comment = "Marked in the demo, as a TA would in formgrader."
+            if pending:
+                marked.append(student)
+        gb.db.commit()
+    echo(f"written answers marked for {', '.join(sorted(marked))}; left pending: {', '.join(NOT_YET_MARKED)}")
+
+
 def _answer_questions(nb, student):
     """Written answers, so the demo's gradebook has manual grading to do, as a real one would."""
     for cell in nb.cells:
@@ -154,6 +182,8 @@ def demo(course=None, echo=print):
         echo("warning: bubblewrap is missing, so the demo grades WITHOUT the sandbox (see README)")
     echo("== grade")
     grade(course, sandbox=sandbox, echo=echo)
+    echo("== written answers (what a TA enters in formgrader)")
+    mark_written_answers(course, echo=echo)
     echo("== feedback")
     feedback(course, echo=echo)
     echo("== export --lms canvas")

@@ -285,7 +285,7 @@ def grade_rows(members, records):
         warnings.append(f"{len(ungraded)} students of the roster have no grade; their cells are left empty "
                         f"(not 0): {names(ungraded)}")
     if pending:
-        warnings.append(f"{len(pending)} students have answers awaiting manual grading; their cells are left "
+        warnings.append(f"{_students_have(len(pending))} answers awaiting manual grading; their cells are left "
                         f"empty until graded in formgrader: {names(pending)}")
     doubtful = [m.student_id for m, score in rows if score is not None
                 and records[m.student_id].get("status") in ("tamper suspected", "not verified")]
@@ -415,9 +415,13 @@ def write_exports(course, records, cells, lms, out_dir, assignment_id=None, echo
     graded = sum(score is not None for _, score in rows)
     echo(f"{lms.capitalize()}: {path} ({graded} of {len(rows)} students graded, for {target})")
     if altered := altered_ids(roster.members, lms):
-        warnings.append(f"{len(altered)} students have an LMS identifier that starts like a spreadsheet formula; it "
+        warnings.append(f"{_students_have(len(altered))} an LMS identifier that starts like a spreadsheet formula; it "
                         f"is written with a leading ' so no spreadsheet runs it, and the LMS will not match their "
                         f"row: enter their grade by hand: {names(altered)}")
     for line in warnings:
         echo(f"warning: {line}")
     return path
+
+
+def _students_have(count):
+    return f"{count} student has" if count == 1 else f"{count} students have"

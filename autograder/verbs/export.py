@@ -40,7 +40,7 @@ def export(course=None, echo=print, lms=None, lms_assignment_id=None):
              "since grading): run `python -m autograder grade` again, then export")
     pending = [s for s, r in records.items() if r.get("pending")]
     if pending:
-        echo(f"{len(pending)} students have answers awaiting manual grading (nbgrader formgrader): their cells "
+        echo(f"{_students_have(len(pending))} answers awaiting manual grading (nbgrader formgrader): their cells "
              "are empty, the 'pending' column names them, and their score is provisional")
     if lms:  # the LMS's own import file, beside grades.csv (autograder/term/lms.py)
         write_exports(course, records, cells, lms, csv_path.parent, lms_assignment_id, echo)
@@ -87,3 +87,7 @@ def add_arguments(parser):
 
 def run(course, args):
     export(course, lms=args.lms, lms_assignment_id=args.lms_assignment_id)
+
+
+def _students_have(count):
+    return f"{count} student has" if count == 1 else f"{count} students have"

@@ -214,7 +214,7 @@ def test_only_final_grades_reach_the_lms():
     assert [(m.student_id, score) for m, score in rows] == [("jmuller", None), ("sobriain", 26.0), ("tnguyen", None)]
     assert warnings == [
         "1 students of the roster have no grade; their cells are left empty (not 0): tnguyen",
-        "1 students have answers awaiting manual grading; their cells are left empty until graded in formgrader: "
+        "1 student has answers awaiting manual grading; their cells are left empty until graded in formgrader: "
         "jmuller",
         "1 students' grades are in the file but flagged (tamper suspected or not verified: see grades.json); check "
         "them before you publish: sobriain",
