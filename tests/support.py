@@ -33,3 +33,25 @@ def stop_server(server):
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def course_with_class(released_course, root, variants):
+    """A copy of the released course at `root` with one submission per name in `variants`, each
+    student named after the variant of autograder.variants they hand in."""
+    import shutil
+
+    import nbformat
+
+    from autograder.course import Course
+    from autograder.testcells import read_notebook
+    from autograder.variants import VARIANTS, make_submission
+
+    course = Course(root)
+    shutil.copytree(released_course.root, course.root)
+    source_nb = read_notebook(course.notebook(course.source))
+    release_nb = read_notebook(course.notebook(course.release))
+    for name in variants:
+        course.submitted(name).mkdir(parents=True)
+        nbformat.write(make_submission(release_nb, source_nb, VARIANTS[name]),
+                       str(course.notebook(course.submitted(name))))
+    return course

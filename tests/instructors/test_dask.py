@@ -15,14 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from support import sandbox_ok
+from support import course_with_class, sandbox_ok
 
 from autograder.course import Course, CourseError
 from autograder.grading import cluster
-from autograder.testcells import read_notebook
-from autograder.variants import VARIANTS, make_submission
 from autograder.verbs import grade as grade_verb
 
 quiet = lambda *args, **kwargs: None  # noqa: E731
@@ -35,18 +32,6 @@ LOST = {"perfect": set(), "dz_missing_1_over_n": {"test_sce_grad", "test_gradien
         "relu_mask_missing": {"test_gradients"}, "untouched": set(POINTS)}
 DASK = Path(sys.executable).with_name("dask")
 START_SECONDS = 120
-
-
-def course_with_class(released_course, root):
-    course = Course(root)
-    shutil.copytree(released_course.root, course.root)
-    source_nb = read_notebook(course.notebook(course.source))
-    release_nb = read_notebook(course.notebook(course.release))
-    for name in LOST:
-        course.submitted(name).mkdir(parents=True)
-        nb = make_submission(release_nb, source_nb, VARIANTS[name])
-        nbformat.write(nb, str(course.notebook(course.submitted(name))))
-    return course
 
 
 def _start(argv, cwd, log):
@@ -126,7 +111,7 @@ def test_a_dask_cluster_grades_like_the_local_pool_even_when_a_worker_dies(relea
                                                                            monkeypatch):
     address, workers, watcher = dask_cluster
     sandbox = sandbox_ok()
-    local = course_with_class(released_course, tmp_path / "local")
+    local = course_with_class(released_course, tmp_path / "local", LOST)
     local_outcomes = grade_verb.grade(local, workers=2, sandbox=sandbox, progress=False, echo=quiet)
 
     merged = []
@@ -137,7 +122,7 @@ def test_a_dask_cluster_grades_like_the_local_pool_even_when_a_worker_dies(relea
     proc, worker_address = workers["w0"]
     killer = threading.Thread(target=_kill_when_grading, args=(watcher, proc, worker_address, record), daemon=True)
     killer.start()
-    on_dask = course_with_class(released_course, tmp_path / "dask")
+    on_dask = course_with_class(released_course, tmp_path / "dask", LOST)
     dask_outcomes = grade_verb.grade(on_dask, sandbox=sandbox, progress=False, echo=quiet, scheduler=address)
     killer.join(timeout=30)
 
@@ -172,7 +157,7 @@ def test_a_worker_without_bubblewrap_refuses_the_job_with_the_local_message(monk
 
 def test_an_unreachable_scheduler_is_one_line_that_says_what_to_start(released_course, tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "2s")
-    course = course_with_class(released_course, tmp_path / "course")
+    course = course_with_class(released_course, tmp_path / "course", LOST)
     with pytest.raises(CourseError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*dask scheduler"):
         grade_verb.grade(course, progress=False, echo=quiet, scheduler="tcp://127.0.0.1:9")
 
@@ -227,7 +212,7 @@ def test_the_local_cluster_opens_no_port_that_runs_code_and_grades_like_the_pool
         opened = _listening() - before
     assert opened and all(ip == "127.0.0.1" for ip, _ in opened), opened
 
-    course = course_with_class(released_course, tmp_path / "course")
+    course = course_with_class(released_course, tmp_path / "course", LOST)
     for name in ("relu_mask_missing", "untouched"):  # two students are enough here
         shutil.rmtree(course.submitted(name).parent)
     outcomes = grade_verb.grade(course, workers=2, sandbox=sandbox_ok(), progress=False, echo=quiet, scheduler="local")

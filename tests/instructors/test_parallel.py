@@ -1,13 +1,9 @@
 """Parallel grading gives the grades of a serial run; grading refuses to run unsandboxed by accident."""
-import shutil
 
-import nbformat
 import pytest
-from support import sandbox_ok
+from support import course_with_class, sandbox_ok
 
-from autograder.course import Course, CourseError
-from autograder.testcells import read_notebook
-from autograder.variants import VARIANTS, make_submission
+from autograder.course import CourseError
 from autograder.verbs.grade import grade
 
 POINTS = {"test_softmax": 2, "test_one_hot": 1, "test_sce_loss": 2, "test_sce_grad": 3, "test_relu": 1,
@@ -25,22 +21,10 @@ LOST = {
 CLASS = tuple(LOST)
 
 
-def _course_with_class(released_course, root):
-    course = Course(root)
-    shutil.copytree(released_course.root, course.root)
-    source_nb = read_notebook(course.notebook(course.source))
-    release_nb = read_notebook(course.notebook(course.release))
-    for name in CLASS:
-        course.submitted(name).mkdir(parents=True)
-        nbformat.write(make_submission(release_nb, source_nb, VARIANTS[name]),
-                       str(course.notebook(course.submitted(name))))
-    return course
-
-
 def test_two_workers_give_the_grades_of_one(released_course, tmp_path):
     results = {}
     for workers in (1, 2):
-        course = _course_with_class(released_course, tmp_path / f"w{workers}")
+        course = course_with_class(released_course, tmp_path / f"w{workers}", CLASS)
         outcomes = grade(course, workers=workers, sandbox=sandbox_ok(), progress=False, echo=lambda *_: None)
         results[workers] = {o.student: (o.ok, o.scores, o.tamper_cells) for o in outcomes}
     assert results[1] == results[2]
